@@ -1,0 +1,125 @@
+"""From uint8 images to model inputs: scaling in one place, the seeded split, the seeded batch order.
+
+Every random choice draws from its own ``numpy.random.Generator`` seeded by ``(seed, stream, *keys)``, so
+any of them can be replayed alone: the validation split, the initial weights, and the order of each epoch
+(which is what lets ``--resume`` continue an interrupted epoch exactly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: Mean and standard deviation of MNIST's 60,000 training pixels after ``/ 255``.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+_STREAMS = {"split": 0, "init": 1, "order": 2}
+
+
+def rng(seed: int, stream: str, *keys: int) -> np.random.Generator:
+    """The generator for one purpose: ``stream`` is ``"split"``, ``"init"`` or ``"order"``."""
+    return np.random.default_rng([seed, _STREAMS[stream], *keys])
+
+
+def scaling(normalize: bool) -> tuple[float, float]:
+    """``(mean, std)`` applied after ``/ 255``: MNIST's own figures, or ``(0, 1)`` for none."""
+    return (MNIST_MEAN, MNIST_STD) if normalize else (0.0, 1.0)
+
+
+def scale_images(images: np.ndarray, mean: float, std: float, dtype: str | np.dtype = "float32") -> np.ndarray:
+    """Flatten and scale uint8 images: ``x = (p / 255 - mean) / std``.
+
+    Computed in ``dtype`` in that order (what torchvision's ``ToTensor`` then ``Normalize`` do).
+
+    Parameters
+    ----------
+    images : uint8 array, shape (n, 28, 28) or (n, 784)
+    mean, std : float
+    dtype : float32 or float64
+
+    Returns
+    -------
+    array of ``dtype``, shape (n, 784)
+    """
+    dtype = np.dtype(dtype)
+    x = images.reshape(len(images), -1).astype(dtype)
+    x /= dtype.type(255)
+    if (mean, std) != (0.0, 1.0):
+        x -= dtype.type(mean)
+        x /= dtype.type(std)
+    return x
+
+
+def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)``: ``round(n * val_fraction)`` validation indices, the rest for training.
+
+    Both index arrays are sorted, so the training set keeps the file's order.
+    """
+    n_val = int(round(n * val_fraction))
+    perm = rng(seed, "split").permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` (0-based) visits the ``n`` training samples."""
+    return rng(seed, "order", epoch).permutation(n)
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of ``batch_size`` covering ``range(n)``; the last may be shorter (``drop_last=False``)."""
+    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+@dataclass
+class Splits:
+    """Model-ready arrays: ``x_*`` float (n, 784) scaled by ``(mean, std)``, ``y_*`` int64 (n,).
+
+    ``x_val``/``y_val`` are None when the validation split is 0.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: float
+    std: float
+
+
+def prepare(mnist, config) -> Splits:
+    """Apply ``--limit``, the validation split and the scaling of ``config`` (a ``TrainConfig``) to ``mnist``."""
+    n_all = len(mnist.train_images)
+    if config.limit is not None and config.limit > n_all:
+        raise ConfigError(f"--limit must be between 1 and {n_all} (the training set), got {config.limit}")
+    n = config.limit or n_all
+    train_idx, val_idx = train_val_split(n, config.val_split, config.seed)
+    if config.val_split > 0 and len(val_idx) == 0:
+        raise ConfigError(
+            f"--val-split {config.val_split} of {n} samples leaves no validation sample: raise --limit or "
+            "use --val-split 0"
+        )
+    if not 1 <= config.batch_size <= len(train_idx):
+        raise ConfigError(
+            f"--batch-size must be between 1 and the {len(train_idx)} training samples, got {config.batch_size}"
+        )
+    mean, std = scaling(config.normalize)
+
+    def xy(images, labels, idx=None):
+        if idx is not None:
+            images, labels = images[idx], labels[idx]
+        return scale_images(images, mean, std, config.dtype), labels.astype(np.int64)
+
+    x_val, y_val = xy(mnist.train_images, mnist.train_labels, val_idx) if len(val_idx) else (None, None)
+    return Splits(
+        *xy(mnist.train_images, mnist.train_labels, train_idx),
+        x_val,
+        y_val,
+        *xy(mnist.test_images, mnist.test_labels),
+        mean,
+        std,
+    )

@@ -1,0 +1,25 @@
+"""Errors that reach a user as one line: what was got, what was expected, what to do.
+
+Command-line entry points catch :class:`UserError` and print ``error: <message>`` with no traceback, then exit
+with ``exit_code`` (2 for command-line mistakes, 1 for everything else).
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message is the whole explanation."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError, ValueError):
+    """A training option outside its range (a command-line mistake: exit 2)."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """MNIST is missing, unreachable, or fails verification."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""

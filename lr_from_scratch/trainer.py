@@ -1,0 +1,156 @@
+"""The training loop shared by every backend: epochs, learning-rate schedule, early stopping, checkpoints.
+
+The loop's whole state is a :class:`TrainState` plus the backend's arrays, so a run stopped between two
+calls of ``run_steps`` (Ctrl-C) and resumed from a checkpoint ends with exactly the weights of a run that
+never stopped: each epoch's order is replayed from ``(seed, epoch)`` and the position inside it is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backends import Backend
+from .config import TrainConfig
+from .data.pipeline import batch_slices, epoch_order
+from .errors import TrainingDiverged
+from .optim import step_lr
+
+HISTORY_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_second",
+)  # fmt: skip
+
+
+class TrainingInterrupted(Exception):
+    """Raised between two steps when the caller asked to stop (Ctrl-C); the state is consistent."""
+
+
+@dataclass
+class TrainState:
+    """Where a run stands. Everything here is JSON; the arrays travel beside it in the checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch: int = 0  # the next batch of that epoch
+    loss_sum: float = 0.0  # running train loss x samples, this epoch
+    correct: int = 0  # running correct predictions, this epoch
+    epoch_seconds: float = 0.0  # training seconds spent on this epoch so far
+    train_seconds: float = 0.0  # training seconds, all epochs (evaluation excluded)
+    best_val_loss: float = math.inf
+    best_epoch: int = 0  # 1-based epoch whose weights are kept; 0 before the first epoch ends
+    bad_epochs: int = 0  # epochs since the validation loss last improved
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+    best_weight: np.ndarray | None = field(default=None, repr=False)
+    best_bias: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> str:
+        arrays = ("best_weight", "best_bias")
+        return json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in arrays})
+
+    @classmethod
+    def from_json(cls, text: str, best_weight=None, best_bias=None) -> TrainState:
+        return cls(**json.loads(text), best_weight=best_weight, best_bias=best_bias)
+
+
+def fit(
+    backend: Backend,
+    config: TrainConfig,
+    n_train: int,
+    state: TrainState | None = None,
+    has_val: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_epoch_end: Callable[[TrainState], None] | None = None,
+) -> TrainState:
+    """Train until ``config.epochs`` or early stopping; return the final state (best weights in it).
+
+    Raises :class:`TrainingDiverged` when the loss turns NaN or infinite (``state.best_*`` hold the last good
+    weights) and :class:`TrainingInterrupted` when ``should_stop()`` turns true between two steps.
+    """
+    state = state or TrainState()
+    batches = batch_slices(n_train, config.batch_size)
+    while state.epoch < config.epochs and not state.stopped_early:
+        lr = step_lr(config.lr, state.epoch, config.lr_step, config.lr_gamma)
+        order = epoch_order(n_train, config.seed, state.epoch)
+        desc = f"epoch {state.epoch + 1}/{config.epochs}"
+        with tqdm(total=len(batches), initial=state.batch, desc=desc, leave=False, disable=not progress) as bar:
+            while state.batch < len(batches):
+                chunk = batches[state.batch : state.batch + backend.steps_per_call]
+                start = time.perf_counter()
+                loss_sum, correct = backend.run_steps(order, chunk, lr)
+                state.epoch_seconds += time.perf_counter() - start
+                seen = chunk[-1].stop
+                if not math.isfinite(loss_sum):
+                    raise TrainingDiverged(_divergence_message(state, config, seen))
+                state.batch += len(chunk)
+                state.loss_sum += loss_sum
+                state.correct += correct
+                bar.update(len(chunk))
+                bar.set_postfix(loss=f"{state.loss_sum / seen:.4f}", acc=f"{state.correct / seen:.2%}", refresh=False)
+                if should_stop():
+                    raise TrainingInterrupted
+        _end_epoch(backend, config, state, n_train, lr, has_val, log)
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+    return state
+
+
+def _end_epoch(backend, config, state, n_train, lr, has_val, log) -> None:
+    row = {
+        "epoch": state.epoch + 1,
+        "lr": lr,
+        "train_loss": state.loss_sum / n_train,
+        "train_accuracy": state.correct / n_train,
+        "val_loss": None,
+        "val_accuracy": None,
+        "seconds": state.epoch_seconds,
+        "samples_per_second": n_train / state.epoch_seconds if state.epoch_seconds > 0 else math.inf,
+    }
+    if has_val:
+        row["val_loss"], row["val_accuracy"] = backend.evaluate("val")
+        if not math.isfinite(row["val_loss"]):
+            raise TrainingDiverged(_divergence_message(state, config, n_train, what="validation loss"))
+    improved = not has_val or row["val_loss"] < state.best_val_loss
+    if improved:
+        state.best_val_loss = row["val_loss"] if has_val else math.inf
+        state.best_epoch = state.epoch + 1
+        state.best_weight, state.best_bias = backend.params()
+        state.bad_epochs = 0
+    else:
+        state.bad_epochs += 1
+        state.stopped_early = has_val and config.patience > 0 and state.bad_epochs >= config.patience
+    state.history.append(row)
+    state.train_seconds += state.epoch_seconds
+    state.epoch, state.batch = state.epoch + 1, 0
+    state.loss_sum, state.correct, state.epoch_seconds = 0.0, 0, 0.0
+    if log is not None:
+        log(format_epoch(row, config.epochs) + ("  (early stop)" if state.stopped_early else ""))
+
+
+def format_epoch(row: dict, epochs: int) -> str:
+    """One summary line for a history row."""
+    val = ""
+    if row["val_loss"] is not None:
+        val = f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
+    return (
+        f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_accuracy']:.2%}{val}  lr {row['lr']:.3g}  {row['seconds']:.2f} s  "
+        f"{row['samples_per_second']:,.0f} samples/s"
+    )
+
+
+def _divergence_message(state: TrainState, config: TrainConfig, seen: int, what: str = "training loss") -> str:
+    kept = f"kept the weights of epoch {state.best_epoch}" if state.best_epoch else "no epoch finished, nothing kept"
+    hint = "a lower --lr" if config.normalize else "a lower --lr or --normalize"
+    return (
+        f"the {what} became NaN or infinite in epoch {state.epoch + 1} (after {seen} samples) at lr "
+        f"{step_lr(config.lr, state.epoch, config.lr_step, config.lr_gamma):g}; {kept}. Try {hint}"
+    )
