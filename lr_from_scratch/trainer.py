@@ -76,6 +76,12 @@ def fit(
     weights) and :class:`TrainingInterrupted` when ``should_stop()`` turns true between two steps.
     """
     state = state or TrainState()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite losses are caught below
+        _run_epochs(backend, config, n_train, state, has_val, progress, log, should_stop, on_epoch_end)
+    return state
+
+
+def _run_epochs(backend, config, n_train, state, has_val, progress, log, should_stop, on_epoch_end) -> None:
     batches = batch_slices(n_train, config.batch_size)
     while state.epoch < config.epochs and not state.stopped_early:
         lr = step_lr(config.lr, state.epoch, config.lr_step, config.lr_gamma)
@@ -100,7 +106,6 @@ def fit(
         _end_epoch(backend, config, state, n_train, lr, has_val, log)
         if on_epoch_end is not None:
             on_epoch_end(state)
-    return state
 
 
 def _end_epoch(backend, config, state, n_train, lr, has_val, log) -> None:

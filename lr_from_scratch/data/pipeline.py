@@ -91,22 +91,31 @@ class Splits:
     std: float
 
 
-def prepare(mnist, config) -> Splits:
-    """Apply ``--limit``, the validation split and the scaling of ``config`` (a ``TrainConfig``) to ``mnist``."""
-    n_all = len(mnist.train_images)
-    if config.limit is not None and config.limit > n_all:
-        raise ConfigError(f"--limit must be between 1 and {n_all} (the training set), got {config.limit}")
-    n = config.limit or n_all
+def split_for(n: int, config) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`train_val_split` of ``n`` samples under ``config``, refusing a split that cannot train.
+
+    Raises :class:`ConfigError` when the validation part is empty although asked for, or when the batch size
+    exceeds the training part.
+    """
     train_idx, val_idx = train_val_split(n, config.val_split, config.seed)
     if config.val_split > 0 and len(val_idx) == 0:
         raise ConfigError(
-            f"--val-split {config.val_split} of {n} samples leaves no validation sample: raise --limit or "
-            "use --val-split 0"
+            f"--val-split {config.val_split} of {n} samples leaves no validation sample: use more samples or "
+            "--val-split 0"
         )
     if not 1 <= config.batch_size <= len(train_idx):
         raise ConfigError(
             f"--batch-size must be between 1 and the {len(train_idx)} training samples, got {config.batch_size}"
         )
+    return train_idx, val_idx
+
+
+def prepare(mnist, config) -> Splits:
+    """Apply ``--limit``, the validation split and the scaling of ``config`` (a ``TrainConfig``) to ``mnist``."""
+    n_all = len(mnist.train_images)
+    if config.limit is not None and config.limit > n_all:
+        raise ConfigError(f"--limit must be between 1 and {n_all} (the training set), got {config.limit}")
+    train_idx, val_idx = split_for(config.limit or n_all, config)
     mean, std = scaling(config.normalize)
 
     def xy(images, labels, idx=None):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -115,7 +116,7 @@ def fetch_mnist(
                 data = decompress(archive, url)
                 verify_idx_bytes(file, data, url)
             except (DataError, OSError) as exc:
-                tried[base] = _reason(exc)
+                tried[base] = f"{file.name}.gz: {_reason(exc)}"
                 continue
             write_bytes(dest / file.name, data)
             break
@@ -148,9 +149,12 @@ def _download(url: str, progress: bool) -> bytes:
         total = int(response.headers.get("Content-Length") or 0) or None
         buf = io.BytesIO()
         with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
-            while chunk := response.read(1 << 16):
-                buf.write(chunk)
-                bar.update(len(chunk))
+            try:
+                while chunk := response.read(1 << 16):
+                    buf.write(chunk)
+                    bar.update(len(chunk))
+            except http.client.IncompleteRead as exc:
+                buf.write(exc.partial)
     data = buf.getvalue()
     if total is not None and len(data) != total:
         raise DataError(f"truncated download: {len(data)} of {total} bytes")

