@@ -1,0 +1,1 @@
+"""The canonical PyTorch version of the model (arrives with the torch_ref issue)."""
