@@ -13,7 +13,7 @@ import numpy as np
 from .config import TrainConfig
 from .data.pipeline import rng
 from .metrics import evaluate
-from .model import SoftmaxRegression
+from .model import SoftmaxRegression, init_params
 from .optim import SGD
 
 
@@ -36,7 +36,7 @@ class Backend(Protocol):
         """Parameters and optimizer buffers, enough to continue exactly."""
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`state` returned (or just ``weight`` and ``bias``)."""
+        """Restore what :meth:`state` returned; given just ``weight`` and ``bias``, the momentum buffers empty."""
 
 
 class NumpyBackend:
@@ -88,9 +88,70 @@ class NumpyBackend:
         self.optimizer.load_state_dict(state)
 
 
-def make_backend(config: TrainConfig, splits) -> NumpyBackend:
-    """A freshly initialised backend over ``splits`` (a :class:`~lr_from_scratch.data.Splits`)."""
-    n_features, n_classes = splits.x_train.shape[1], 10
-    model = SoftmaxRegression.initialised(n_features, n_classes, config.init, rng(config.seed, "init"), config.dtype)
-    val = (splits.x_val, splits.y_val) if splits.x_val is not None else None
-    return NumpyBackend(model, config, (splits.x_train, splits.y_train), val, (splits.x_test, splits.y_test))
+class NumbaBackend:
+    """The fast path: :mod:`.kernels` on the images' uint8 non-zero pixels, normalisation folded in.
+
+    ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.kernels.SparseRows`
+    of raw values; the model sees ``x = a * value + c``. Each epoch's rows are first copied into that epoch's
+    order (:meth:`SparseRows.take`), so the kernel streams through memory.
+    """
+
+    steps_per_call = 64
+
+    def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
+        from .kernels import FoldedLinear
+
+        self.layer = FoldedLinear(weight, bias, a, c)
+        self.config = config
+        self.data = {"train": train, "val": val, "test": test}
+        self._epoch = (None, None, None)  # (order, rows, labels) of the epoch in progress
+        self._identity = np.arange(len(train[1]))
+
+    def run_steps(self, order, batches, lr):
+        if self._epoch[0] is not order:
+            rows, labels = self.data["train"]
+            self._epoch = (order, rows.take(order), labels[order])
+        _, rows, labels = self._epoch
+        c = self.config
+        return self.layer.train_steps(
+            rows, labels, self._identity, batches, lr, c.momentum, c.dampening, c.weight_decay, c.nesterov
+        )
+
+    def evaluate(self, split):
+        rows, labels = self.data[split]
+        loss, accuracy, _ = self.layer.evaluate(rows, labels)
+        return loss, accuracy
+
+    def params(self):
+        return self.layer.params()
+
+    def state(self):
+        weight, bias = self.layer.params()
+        buffers = self.layer.buffers()
+        state = {"weight": weight, "bias": bias}
+        if buffers is not None:
+            state["momentum_buffer_0"], state["momentum_buffer_1"] = buffers
+        return state
+
+    def load_state(self, state):
+        self.layer.set_params(state["weight"], state["bias"])
+        has_buffers = "momentum_buffer_0" in state
+        self.layer.set_buffers((state["momentum_buffer_0"], state["momentum_buffer_1"]) if has_buffers else None)
+
+
+def make_backend(config: TrainConfig, splits) -> NumpyBackend | NumbaBackend:
+    """A freshly initialised backend of kind ``config.backend`` over ``splits`` (a
+    :class:`~lr_from_scratch.data.Splits`); both start from the same initial weights."""
+    weight, bias = init_params(784, 10, config.init, rng(config.seed, "init"), config.dtype)
+    if config.backend == "numba":
+        from .kernels import SparseRows
+
+        def rows(part):
+            return SparseRows.from_dense(part.images), part.labels
+
+        val = rows(splits.val) if splits.val is not None else None
+        a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
+        return NumbaBackend(weight, bias, config, a, c, rows(splits.train), val, rows(splits.test))
+    val = splits.scaled(splits.val, config.dtype) if splits.val is not None else None
+    train, test = splits.scaled(splits.train, config.dtype), splits.scaled(splits.test, config.dtype)
+    return NumpyBackend(SoftmaxRegression(weight, bias), config, train, val, test)

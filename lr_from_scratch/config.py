@@ -10,6 +10,7 @@ from .errors import ConfigError
 from .model import INITS
 
 DTYPES = ("float32", "float64")
+BACKENDS = ("numba", "numpy")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class TrainConfig:
     init: str = "torch"
     seed: int = 0
     dtype: str = "float32"
+    backend: str = "numba"
     limit: int | None = None
 
     def validate(self) -> TrainConfig:
@@ -57,6 +59,7 @@ class TrainConfig:
         _require(0 <= self.val_split < 1, "val-split", self.val_split, "a fraction in [0, 1), such as 0.1")
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        _require(self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
         _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _require(self.limit is None or self.limit >= 1, "limit", self.limit, "an integer >= 1")
         return self

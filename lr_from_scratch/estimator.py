@@ -30,7 +30,7 @@ class SoftmaxRegressionClassifier:
 
     Parameters are those of :class:`~lr_from_scratch.config.TrainConfig` (``epochs``, ``batch_size``, ``lr``,
     ``momentum``, ``dampening``, ``nesterov``, ``weight_decay``, ``lr_step``, ``lr_gamma``, ``patience``,
-    ``val_split``, ``init``, ``seed``, ``dtype``), with the same defaults.
+    ``val_split``, ``init``, ``seed``, ``dtype``, ``backend``), with the same defaults.
 
     Attributes
     ----------

@@ -171,13 +171,12 @@ def small_setup(mnist, **options):
 
 
 def test_divergence_keeps_the_last_good_epoch(mnist):
-    config, splits, backend = small_setup(mnist, epochs=5)
-    calls_per_epoch = -(-len(splits.x_train) // (32 * backend.steps_per_call))
+    config, splits, backend = small_setup(mnist, epochs=5, backend="numpy")  # 4 calls an epoch
+    calls_per_epoch = -(-len(splits.train) // (32 * backend.steps_per_call))
     wrapped = NaNAfter(backend, calls_per_epoch + 2)
-    state = None
+    state = TrainState()
     with pytest.raises(TrainingDiverged, match=r"in epoch 2 \(after .* samples\).*kept the weights of epoch 1"):
-        fit(wrapped, config, len(splits.x_train), state := __import__("lr_from_scratch.trainer").trainer.TrainState(),
-            progress=False, log=None)  # fmt: skip
+        fit(wrapped, config, len(splits.train), state, progress=False, log=None)
     assert state.best_epoch == 1 and len(state.history) == 1
     assert np.isfinite(state.best_weight).all()
 
@@ -185,7 +184,7 @@ def test_divergence_keeps_the_last_good_epoch(mnist):
 def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
     """Train; if ``stop_after``, interrupt after that many calls, checkpoint to disk, and resume in a new backend."""
     config, splits, backend = small_setup(mnist, **options)
-    n = len(splits.x_train)
+    n = len(splits.train)
     if stop_after is None:
         return fit(backend, config, n, progress=False, log=None), backend
     calls = iter(range(1, 10**9))
@@ -199,12 +198,15 @@ def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
     return fit(fresh, config, n, state, progress=False, log=None), fresh
 
 
-# 900 samples in batches of 32 are 4 calls of 8 batches an epoch: stop inside epoch 1, at its end, inside epoch 2
-@pytest.mark.parametrize("stop_after", [1, 4, 6])
+# 900 samples in batches of 32: NumPy takes 8 batches a call (stop inside epoch 1, at its end, inside epoch 2),
+# Numba 64 (a call is an epoch; stop after epoch 1 and 2)
+@pytest.mark.parametrize(
+    ("backend", "stop_after"), [("numpy", 1), ("numpy", 4), ("numpy", 6), ("numba", 1), ("numba", 2)]
+)
 @pytest.mark.parametrize("options", [dict(momentum=0.9, nesterov=True), dict(dtype="float64", lr_step=1)], ids=str)
-def test_interrupted_and_resumed_run_ends_with_identical_weights(mnist, tmp_path, stop_after, options):
-    whole, whole_backend = run_to_end(mnist, epochs=4, patience=2, **options)
-    resumed, resumed_backend = run_to_end(mnist, stop_after, tmp_path, epochs=4, patience=2, **options)
+def test_interrupted_and_resumed_run_ends_with_identical_weights(mnist, tmp_path, backend, stop_after, options):
+    whole, whole_backend = run_to_end(mnist, epochs=4, patience=2, backend=backend, **options)
+    resumed, resumed_backend = run_to_end(mnist, stop_after, tmp_path, epochs=4, patience=2, backend=backend, **options)
     np.testing.assert_array_equal(resumed.best_weight, whole.best_weight)
     np.testing.assert_array_equal(resumed_backend.state()["weight"], whole_backend.state()["weight"])
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
@@ -212,7 +214,9 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(mnist, tmp_path
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
-    args = ["--limit", "3000", "--batch-size", "1", "--epochs", "40", "--patience", "0", "--no-progress"]
+    # the NumPy backend at batch 1 is slow enough (about 0.1 s an epoch) for the signal to land mid-run
+    args = ["--limit", "3000", "--batch-size", "1", "--epochs", "40", "--patience", "0", "--backend", "numpy"]
+    args.append("--no-progress")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lr_from_scratch.train", *args, "--out", str(tmp_path / "a")],

@@ -4,6 +4,7 @@ from .mnist import MNIST, default_data_dir, load_mnist
 from .pipeline import (
     MNIST_MEAN,
     MNIST_STD,
+    Part,
     Splits,
     batch_slices,
     epoch_order,
@@ -18,6 +19,7 @@ __all__ = [
     "MNIST",
     "MNIST_MEAN",
     "MNIST_STD",
+    "Part",
     "Splits",
     "batch_slices",
     "default_data_dir",

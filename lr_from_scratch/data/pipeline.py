@@ -75,20 +75,32 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
 
 
 @dataclass
-class Splits:
-    """Model-ready arrays: ``x_*`` float (n, 784) scaled by ``(mean, std)``, ``y_*`` int64 (n,).
+class Part:
+    """One part of the data: ``images`` uint8 (n, 784) as on disk, ``labels`` int64 (n,)."""
 
-    ``x_val``/``y_val`` are None when the validation split is 0.
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Splits:
+    """The train, validation (None when the split is 0) and test parts, and the scaling to apply to them.
+
+    Pixels stay uint8 here: each backend scales them its own way (:meth:`scaled`, or folded into its kernels).
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray | None
-    y_val: np.ndarray | None
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: Part
+    val: Part | None
+    test: Part
     mean: float
     std: float
+
+    def scaled(self, part: Part, dtype: str | np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)``: the part's images through :func:`scale_images`, and its labels."""
+        return scale_images(part.images, self.mean, self.std, dtype), part.labels
 
 
 def split_for(n: int, config) -> tuple[np.ndarray, np.ndarray]:
@@ -116,19 +128,16 @@ def prepare(mnist, config) -> Splits:
     if config.limit is not None and config.limit > n_all:
         raise ConfigError(f"--limit must be between 1 and {n_all} (the training set), got {config.limit}")
     train_idx, val_idx = split_for(config.limit or n_all, config)
-    mean, std = scaling(config.normalize)
 
-    def xy(images, labels, idx=None):
+    def part(images, labels, idx=None) -> Part:
         if idx is not None:
             images, labels = images[idx], labels[idx]
-        return scale_images(images, mean, std, config.dtype), labels.astype(np.int64)
+        return Part(images.reshape(len(images), -1), labels.astype(np.int64))
 
-    x_val, y_val = xy(mnist.train_images, mnist.train_labels, val_idx) if len(val_idx) else (None, None)
     return Splits(
-        *xy(mnist.train_images, mnist.train_labels, train_idx),
-        x_val,
-        y_val,
-        *xy(mnist.test_images, mnist.test_labels),
-        mean,
-        std,
+        train=part(mnist.train_images, mnist.train_labels, train_idx),
+        val=part(mnist.train_images, mnist.train_labels, val_idx) if len(val_idx) else None,
+        test=part(mnist.test_images, mnist.test_labels),
+        mean=scaling(config.normalize)[0],
+        std=scaling(config.normalize)[1],
     )

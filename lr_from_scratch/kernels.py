@@ -1,0 +1,560 @@
+"""Numba kernels for the hot loop: many fused SGD steps per call, and inference over a whole set.
+
+What the data allow, and what the kernels do with it (the algebra is in ``docs/fast.md``):
+
+- **Sparse uint8 rows.** About 81% of MNIST's pixels are 0, so every image is kept as the column indices and
+  uint8 values of its non-zero pixels (:class:`SparseRows`, CSR). Forward and backward touch only those:
+  about 150 of 784 columns per image.
+- **Normalisation folded into the weights.** With :math:`x = a p + c` (:math:`a = 1 / (255 \\sigma)`,
+  :math:`c = -\\mu / \\sigma`), the logits are :math:`z = a W p + (c W \\mathbf{1} + b)` and the weight
+  gradient is :math:`a\\, G^\\top P + c\\, (\\partial L / \\partial b) \\mathbf{1}^\\top`. The first term is
+  sparse; the second is one rank-one correction per step. No float copy of the images is ever made.
+- **A lane-friendly layout.** Internally the weight is stored transposed, (784, 16), with the 10 classes
+  padded to 16. One pixel's weights are then one 64-byte row that loads, multiplies and stores as a single
+  vector. The public API still speaks ``nn.Linear``'s (10, 784).
+- **Fusion.** One call runs many steps: gather, logits, softmax, loss, gradient, SGD update (PyTorch's rule,
+  momentum, Nesterov, weight decay), in place, with no Python between steps.
+- **Threads without races.** Above :data:`PARALLEL_MIN_BATCH`, each step splits its batch into one
+  contiguous block per thread. Each thread accumulates into its *own* gradient buffer, and the buffers are
+  summed in a fixed order. Below it, a serial path runs, where threads would cost more than they save.
+
+All kernels share :data:`FASTMATH`: every fast-math flag except ``nnan`` and ``ninf``, so LLVM may reorder
+and fuse arithmetic but may not assume away the NaN and infinity that the divergence check looks for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+#: Fast-math flags for every kernel: all of them but ``nnan`` and ``ninf``, which would let LLVM delete
+#: ``isfinite`` checks and break NaN propagation.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+#: Classes are padded to this many lanes (one AVX-512 register of float32).
+LANES = 16
+#: Batches at least this large split across threads; smaller ones run serially.
+PARALLEL_MIN_BATCH = 128
+
+
+@contextlib.contextmanager
+def _vectoriser_settings():
+    """While our kernels run (and so while they compile): LLVM's SLP vectoriser on.
+
+    The per-pixel rows of 16 lanes are written as 16 scalars; the SLP vectoriser packs them into one or two
+    vector registers (4x faster than scalar code here). Numba turns SLP off by default (numba#8852,
+    miscompilations reported in 2023); it is on only while these kernels compile, and the test suite checks
+    their every output against the NumPy reference. The setting is global in Numba, so it is restored as soon
+    as the call returns. The loop vectoriser keeps its default (on) and handles the long flat loops.
+    """
+    saved = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE = saved
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """Images as compressed sparse rows: row ``i``'s non-zero pixels are
+    ``indices[indptr[i]:indptr[i+1]]`` (column numbers, uint16) with values ``values[...]`` (uint8 or float).
+    """
+
+    indptr: np.ndarray  # int64 (n + 1,)
+    indices: np.ndarray  # uint16 (nnz,)
+    values: np.ndarray  # uint8 or float (nnz,)
+    n_features: int
+
+    @classmethod
+    def from_dense(cls, x: np.ndarray) -> SparseRows:
+        """CSR of a dense (n, D) array; zeros are dropped, the other values are kept as they are."""
+        x = np.ascontiguousarray(x.reshape(len(x), -1))
+        if x.shape[1] > np.iinfo(np.uint16).max:
+            raise ValueError(f"{x.shape[1]} features, at most {np.iinfo(np.uint16).max} supported")
+        mask = x != 0
+        indptr = np.zeros(len(x) + 1, dtype=np.int64)
+        np.cumsum(mask.sum(axis=1), out=indptr[1:])
+        return cls(indptr, np.nonzero(mask)[1].astype(np.uint16), x[mask], x.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def take(self, order: np.ndarray) -> SparseRows:
+        """The rows in the order ``order`` (like ``np.take``), copied so that they lie one after another.
+
+        The training kernel then streams through memory instead of jumping to a random row at every sample;
+        on MNIST that copy costs less than a third of the cache misses it saves.
+        """
+        lengths = np.diff(self.indptr)[order]
+        indptr = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        indices = np.empty(indptr[-1], dtype=self.indices.dtype)
+        values = np.empty(indptr[-1], dtype=self.values.dtype)
+        _take_rows(self.indptr, self.indices, self.values, order, indptr, indices, values)
+        return SparseRows(indptr, indices, values, self.n_features)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Building blocks (inlined into the kernels below). Two loop shapes, each written for the LLVM vectoriser that
+# handles it: per-pixel rows of 16 lanes held in 16 scalars (a register block, packed by the SLP vectoriser),
+# and long flat loops over whole arrays (the loop vectoriser).
+
+
+@njit(inline="always")
+def _lanes(x):
+    """The 16 values of ``x`` as a tuple: values in registers, which no store can alias."""
+    return (x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12], x[13], x[14], x[15])
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _row_logits(indptr, indices, values, row, Wt, zero):
+    """``sum_j Wt[d_j] * p_j`` over the non-zero pixels ``(d_j, p_j)`` of ``row``, as 16 scalars.
+
+    Even and odd pixels go into two sets of accumulators, added at the end: two independent chains of fused
+    multiply-adds, so the loop is not bound by the latency of one.
+    """
+    z0 = z1 = z2 = z3 = z4 = z5 = z6 = z7 = z8 = z9 = z10 = z11 = z12 = z13 = z14 = z15 = zero
+    y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = y8 = y9 = y10 = y11 = y12 = y13 = y14 = y15 = zero
+    n_features = Wt.shape[0]
+    lo, hi = indptr[row], indptr[row + 1]
+    for j in range(lo, hi - 1, 2):
+        d, e = indices[j], indices[j + 1]
+        if d >= n_features or e >= n_features:  # never true: an early exit keeps the loop vectoriser off
+            break
+        w, v, u, t = Wt[d], values[j], Wt[e], values[j + 1]
+        z0 += w[0] * v
+        y0 += u[0] * t
+        z1 += w[1] * v
+        y1 += u[1] * t
+        z2 += w[2] * v
+        y2 += u[2] * t
+        z3 += w[3] * v
+        y3 += u[3] * t
+        z4 += w[4] * v
+        y4 += u[4] * t
+        z5 += w[5] * v
+        y5 += u[5] * t
+        z6 += w[6] * v
+        y6 += u[6] * t
+        z7 += w[7] * v
+        y7 += u[7] * t
+        z8 += w[8] * v
+        y8 += u[8] * t
+        z9 += w[9] * v
+        y9 += u[9] * t
+        z10 += w[10] * v
+        y10 += u[10] * t
+        z11 += w[11] * v
+        y11 += u[11] * t
+        z12 += w[12] * v
+        y12 += u[12] * t
+        z13 += w[13] * v
+        y13 += u[13] * t
+        z14 += w[14] * v
+        y14 += u[14] * t
+        z15 += w[15] * v
+        y15 += u[15] * t
+    if (hi - lo) % 2:
+        w, v = Wt[indices[hi - 1]], values[hi - 1]
+        z0 += w[0] * v
+        z1 += w[1] * v
+        z2 += w[2] * v
+        z3 += w[3] * v
+        z4 += w[4] * v
+        z5 += w[5] * v
+        z6 += w[6] * v
+        z7 += w[7] * v
+        z8 += w[8] * v
+        z9 += w[9] * v
+        z10 += w[10] * v
+        z11 += w[11] * v
+        z12 += w[12] * v
+        z13 += w[13] * v
+        z14 += w[14] * v
+        z15 += w[15] * v
+    return (
+        z0 + y0,
+        z1 + y1,
+        z2 + y2,
+        z3 + y3,
+        z4 + y4,
+        z5 + y5,
+        z6 + y6,
+        z7 + y7,
+        z8 + y8,
+        z9 + y9,
+        z10 + y10,
+        z11 + y11,
+        z12 + y12,
+        z13 + y13,
+        z14 + y14,
+        z15 + y15,
+    )
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _row_scatter(indptr, indices, values, row, dWt, g):
+    """``dWt[d_j] += g * p_j`` over the non-zero pixels of ``row``; ``g`` is a 16-tuple."""
+    g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12, g13, g14, g15 = g
+    for j in range(indptr[row], indptr[row + 1]):
+        r = dWt[indices[j]]
+        v = values[j]
+        r[0] += g0 * v
+        r[1] += g1 * v
+        r[2] += g2 * v
+        r[3] += g3 * v
+        r[4] += g4 * v
+        r[5] += g5 * v
+        r[6] += g6 * v
+        r[7] += g7 * v
+        r[8] += g8 * v
+        r[9] += g9 * v
+        r[10] += g10 * v
+        r[11] += g11 * v
+        r[12] += g12 * v
+        r[13] += g13 * v
+        r[14] += g14 * v
+        r[15] += g15 * v
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _add_to_rows(dWt, shift):
+    """``dWt[d] += shift`` for every row ``d``; ``shift`` is a 16-tuple."""
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15 = shift
+    for d in range(dWt.shape[0]):
+        r = dWt[d]
+        r[0] += s0
+        r[1] += s1
+        r[2] += s2
+        r[3] += s3
+        r[4] += s4
+        r[5] += s5
+        r[6] += s6
+        r[7] += s7
+        r[8] += s8
+        r[9] += s9
+        r[10] += s10
+        r[11] += s11
+        r[12] += s12
+        r[13] += s13
+        r[14] += s14
+        r[15] += s15
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _bias_term(Wt, b, c, const):
+    """``const[k] = c * sum_d Wt[d, k] + b[k]``: the part of every logit that does not depend on the image."""
+    const[:] = 0.0
+    for d in range(Wt.shape[0]):
+        for k in range(LANES):
+            const[k] += Wt[d, k]
+    for k in range(LANES):
+        const[k] = c * const[k] + b[k]
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _logits(indptr, indices, values, row, Wt, const, a, z):
+    """``z = a * Wt^T p + const`` for the image in ``row``."""
+    t = _row_logits(indptr, indices, values, row, Wt, a - a)
+    for k in range(LANES):
+        z[k] = a * t[k] + const[k]
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _log_softmax_at(z, n_classes, label):
+    """``(log p[label], argmax)`` of the first ``n_classes`` logits, through the max shift."""
+    best = 0
+    for k in range(1, n_classes):
+        if z[k] > z[best]:
+            best = k
+    m = z[best]
+    s = 0.0
+    for k in range(n_classes):
+        s += np.exp(z[k] - m)
+    return z[label] - m - np.log(s), best
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch, n_classes, labels, z, dWt, db):
+    """Forward and backward for samples ``order[lo:hi]``: add their gradient into ``dWt``/``db`` (the
+    ``a G^T P`` part and ``db``; the rank-one part comes after the reduction) and return (loss sum, correct)."""
+    loss, correct = 0.0, 0
+    for i in range(lo, hi):
+        row = order[i]
+        label = labels[row]
+        _logits(indptr, indices, values, row, Wt, const, a, z)
+        log_p, pred = _log_softmax_at(z, n_classes, label)
+        loss -= log_p
+        correct += pred == label
+        # z <- g = (softmax(z) - onehot(label)) / B; padded lanes get 0
+        m = z[pred]
+        s = 0.0
+        for k in range(n_classes):
+            z[k] = np.exp(z[k] - m)
+            s += z[k]
+        for k in range(n_classes):
+            z[k] = z[k] / s * inv_batch
+        z[label] -= inv_batch
+        z[n_classes:] = 0.0
+        for k in range(LANES):
+            db[k] += z[k]
+            z[k] *= a  # the pixel rows need a * g
+        _row_scatter(indptr, indices, values, row, dWt, _lanes(z))
+    return loss, correct
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _sgd(P, G, B, keep, new, plain, look, lr, weight_decay):
+    """One SGD update of the flat arrays ``P`` (parameters), ``G`` (gradient), ``B`` (momentum buffer), without
+    branches so it vectorises: ``g = G + wd P``, ``B = keep B + new g``, ``P -= lr (plain g + look B)``.
+    :func:`_apply_step` picks the factors that make this ``torch.optim.SGD``."""
+    for i in range(P.size):
+        g = G[i] + weight_decay * P[i]
+        buf = keep * B[i] + new * g
+        B[i] = buf
+        P[i] -= lr * (plain * g + look * buf)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _apply_step(
+    Wt, b, dWt, db, c, bufW, bufb, first, lr, momentum, one_minus_dampening, weight_decay, nesterov, scratch
+):
+    """Add the rank-one correction ``c * db`` to every row of ``dWt``, then take PyTorch's SGD step.
+
+    With momentum the buffer starts as the gradient (``keep 0, new 1``), then becomes
+    ``momentum B + (1 - dampening) g``, and the step is ``g + momentum B`` (Nesterov) or ``B``. Without
+    momentum the buffer stays 0 and the step is ``g``. Every factor is in the weights' dtype.
+    """
+    for k in range(LANES):
+        scratch[k] = c * db[k]
+    _add_to_rows(dWt, _lanes(scratch))
+    zero, one = lr - lr, lr / lr
+    if momentum == 0:
+        keep, new, plain, look = zero, zero, one, zero
+    else:
+        keep = zero if first else momentum
+        new = one if first else one_minus_dampening
+        plain, look = (one, momentum) if nesterov else (zero, one)
+    _sgd(Wt.reshape(-1), dWt.reshape(-1), bufW.reshape(-1), keep, new, plain, look, lr, weight_decay)
+    _sgd(b, db, bufb, keep, new, plain, look, lr, weight_decay)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Kernels
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _train_serial(indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, first,
+                  a, c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes):  # fmt: skip
+    """SGD steps over the batches ``order[starts[s]:starts[s+1]]``, on one thread; ``first[0]`` says the
+    momentum buffers are still empty. Returns (loss sum, correct)."""
+    z = np.empty(LANES, dtype=Wt.dtype)
+    const = np.empty(LANES, dtype=Wt.dtype)
+    dWt = np.empty_like(Wt)
+    db = np.empty_like(b)
+    inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
+    loss, correct = 0.0, 0
+    for s in range(len(starts) - 1):
+        lo, hi = starts[s], starts[s + 1]
+        inv_batch[0] = 1.0 / (hi - lo)
+        dWt[:] = 0.0
+        db[:] = 0.0
+        _bias_term(Wt, b, c, const)
+        step_loss, step_correct = _accumulate(
+            indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch[0], n_classes, labels, z, dWt, db
+        )
+        loss += step_loss
+        correct += step_correct
+        _apply_step(
+            Wt, b, dWt, db, c, bufW, bufb, first[0], lr, momentum, one_minus_dampening, weight_decay, nesterov, z
+        )
+        first[0] = False
+    return loss, correct
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, first,
+                    a, c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes, n_blocks):  # fmt: skip
+    """As :func:`_train_serial`, each batch split into ``n_blocks`` contiguous blocks, one per thread, each
+    accumulating into its own gradient buffer; the buffers are summed in block order, so the result does not
+    depend on scheduling."""
+    n_weights = Wt.size
+    dW_blocks = np.empty((n_blocks,) + Wt.shape, dtype=Wt.dtype)
+    db_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
+    z_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
+    z = np.empty(LANES, dtype=Wt.dtype)
+    loss_blocks = np.empty(n_blocks, dtype=np.float64)
+    correct_blocks = np.empty(n_blocks, dtype=np.int64)
+    const = np.empty(LANES, dtype=Wt.dtype)
+    dWt = np.empty_like(Wt)
+    db = np.empty_like(b)
+    inv_batch = np.empty(1, dtype=Wt.dtype)
+    flat_blocks = dW_blocks.reshape(n_blocks, n_weights)
+    flat_dW = dWt.reshape(-1)
+    loss, correct = 0.0, 0
+    for s in range(len(starts) - 1):
+        lo, hi = starts[s], starts[s + 1]
+        inv_batch[0] = 1.0 / (hi - lo)
+        _bias_term(Wt, b, c, const)
+        for t in prange(n_blocks):
+            dW_blocks[t] = 0.0
+            db_blocks[t] = 0.0
+            block_lo = lo + (hi - lo) * t // n_blocks
+            block_hi = lo + (hi - lo) * (t + 1) // n_blocks
+            loss_blocks[t], correct_blocks[t] = _accumulate(
+                indptr, indices, values, order, block_lo, block_hi, Wt, const, a, inv_batch[0], n_classes, labels,
+                z_blocks[t], dW_blocks[t], db_blocks[t],
+            )  # fmt: skip
+        for i in range(n_weights):  # the reduction, in block order
+            acc = flat_blocks[0, i]
+            for t in range(1, n_blocks):
+                acc += flat_blocks[t, i]
+            flat_dW[i] = acc
+        for k in range(LANES):
+            acc = db_blocks[0, k]
+            for t in range(1, n_blocks):
+                acc += db_blocks[t, k]
+            db[k] = acc
+        for t in range(n_blocks):
+            loss += loss_blocks[t]
+            correct += correct_blocks[t]
+        _apply_step(
+            Wt, b, dWt, db, c, bufW, bufb, first[0], lr, momentum, one_minus_dampening, weight_decay, nesterov, z
+        )
+        first[0] = False
+    return loss, correct
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _evaluate(indptr, indices, values, labels, Wt, b, a, c, n_classes, predictions):
+    """Loss sum and correct count over every row; writes each row's predicted class into ``predictions``."""
+    const = np.empty(LANES, dtype=Wt.dtype)
+    _bias_term(Wt, b, c, const)
+    loss, correct = 0.0, 0
+    for row in prange(len(indptr) - 1):
+        z = np.empty(LANES, dtype=Wt.dtype)
+        _logits(indptr, indices, values, row, Wt, const, a, z)
+        log_p, pred = _log_softmax_at(z, n_classes, labels[row])
+        loss -= log_p
+        correct += pred == labels[row]
+        predictions[row] = pred
+    return loss, correct
+
+
+@njit(cache=True, parallel=True)
+def _take_rows(indptr, indices, values, order, out_indptr, out_indices, out_values):
+    """Copy row ``order[i]`` of one CSR matrix to row ``i`` of another whose ``out_indptr`` is already set."""
+    for i in prange(len(order)):
+        src, dst, n = indptr[order[i]], out_indptr[i], out_indptr[i + 1] - out_indptr[i]
+        out_indices[dst : dst + n] = indices[src : src + n]
+        out_values[dst : dst + n] = values[src : src + n]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The public, validated wrappers
+
+
+class FoldedLinear:
+    """A (K, D) linear layer and its SGD momentum buffers, stored for the kernels: ``Wt`` (D, 16) and ``b`` (16,),
+    zero beyond class K, on inputs ``x = a * values + c``. The methods speak ``nn.Linear``'s (K, D) layout."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, a: float, c: float):
+        n_classes, n_features = weight.shape
+        if n_classes > LANES:
+            raise ValueError(f"{n_classes} classes, at most {LANES} supported")
+        self.n_classes, self.n_features = n_classes, n_features
+        self.dtype = weight.dtype
+        self.a, self.c = a, c
+        self.Wt = np.zeros((n_features, LANES), dtype=self.dtype)
+        self.b = np.zeros(LANES, dtype=self.dtype)
+        self.bufW, self.bufb = np.zeros_like(self.Wt), np.zeros_like(self.b)
+        self.first = np.ones(1, dtype=np.bool_)  # no momentum buffer yet
+        self.set_params(weight, bias)
+
+    def params(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of ``(weight (K, D), bias (K,))``."""
+        return self.Wt[:, : self.n_classes].T.copy(), self.b[: self.n_classes].copy()
+
+    def set_params(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.Wt[:, : self.n_classes] = weight.T
+        self.b[: self.n_classes] = bias
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The momentum buffers as ``(K, D)`` and ``(K,)``, or None before the first step."""
+        if self.first[0]:
+            return None
+        return self.bufW[:, : self.n_classes].T.copy(), self.bufb[: self.n_classes].copy()
+
+    def set_buffers(self, buffers: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.bufW[:] = 0
+        self.bufb[:] = 0
+        self.first[0] = buffers is None
+        if buffers is not None:
+            self.bufW[:, : self.n_classes] = buffers[0].T
+            self.bufb[: self.n_classes] = buffers[1]
+
+    def train_steps(self, rows: SparseRows, labels, order, batches, lr, momentum=0.0, dampening=0.0,
+                    weight_decay=0.0, nesterov=False) -> tuple[float, int]:  # fmt: skip
+        """SGD steps on the batches ``order[s]`` for each slice ``s`` of ``batches`` (consecutive, in order).
+
+        Returns (sum over samples of their loss, number predicted correctly before each step).
+        """
+        starts = np.array([s.start for s in batches] + [batches[-1].stop], dtype=np.int64)
+        t = self.dtype.type
+        args = (rows.indptr, rows.indices, rows.values, labels, order, starts, self.Wt, self.b, self.bufW,
+                self.bufb, self.first, t(self.a), t(self.c), t(lr), t(momentum), t(1 - dampening), t(weight_decay),
+                bool(nesterov), self.n_classes)  # fmt: skip
+        n_threads = numba.get_num_threads()
+        with _vectoriser_settings():
+            if n_threads > 1 and batches[0].stop - batches[0].start >= PARALLEL_MIN_BATCH:
+                loss, correct = _train_parallel(*args, n_threads)
+            else:
+                loss, correct = _train_serial(*args)
+        return float(loss), int(correct)
+
+    def evaluate(self, rows: SparseRows, labels) -> tuple[float, float, np.ndarray]:
+        """``(mean loss, accuracy, predictions)`` over every row."""
+        predictions = np.empty(len(rows), dtype=np.int64)
+        t = self.dtype.type
+        with _vectoriser_settings():
+            loss, correct = _evaluate(rows.indptr, rows.indices, rows.values, labels, self.Wt, self.b, t(self.a),
+                                      t(self.c), self.n_classes, predictions)  # fmt: skip
+        return float(loss) / len(rows), int(correct) / len(rows), predictions
+
+
+def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> tuple[float, bool]:
+    """Compile (or load from Numba's cache) every kernel for ``dtype`` on a tiny problem.
+
+    Returns ``(seconds, compiled)``: ``compiled`` is False when everything came from the on-disk cache. Call it
+    before timing anything, so compilation never lands inside a measurement.
+    """
+    start = time.perf_counter()
+    misses_before = _cache_misses()
+    rng = np.random.default_rng(0)
+    x = (rng.random((8, 12)) < 0.5) * rng.integers(1, 255, (8, 12))
+    rows = SparseRows.from_dense(x.astype(values_dtype))
+    layer = FoldedLinear(np.zeros((3, 12), dtype=dtype), np.zeros(3, dtype=dtype), 0.5, -0.1)
+    labels = rng.integers(0, 3, 8)
+    order = np.arange(8)
+    rows.take(order[::-1].copy())
+    for batch in (2, 8):
+        batches = [slice(i, i + batch) for i in range(0, 8, batch)]
+        layer.train_steps(rows, labels, order, batches, 0.1, 0.9, 0.0, 1e-4, True)
+    layer.evaluate(rows, labels)
+    if numba.get_num_threads() > 1:  # the parallel path too, whatever PARALLEL_MIN_BATCH is
+        args = (rows.indptr, rows.indices, rows.values, labels, order, np.array([0, 8]), layer.Wt, layer.b,
+                layer.bufW, layer.bufb, layer.first, *(layer.dtype.type(v) for v in (0.5, -0.1, 0.1, 0.9, 1, 0)),
+                False, 3, 2)  # fmt: skip
+        with _vectoriser_settings():
+            _train_parallel(*args)
+    return time.perf_counter() - start, _cache_misses() > misses_before
+
+
+def _cache_misses() -> int:
+    kernels = (_train_serial, _train_parallel, _evaluate, _take_rows)
+    return sum(sum(getattr(k, "stats", None).cache_misses.values()) for k in kernels if hasattr(k, "stats"))
