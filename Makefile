@@ -13,7 +13,9 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
+	@echo "The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so every line of them runs:"
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -142,8 +142,10 @@ def test_out_folder_holding_a_run_is_refused(tmp_path, capsys):
     assert (tmp_path / "model.npz").read_bytes() == before
 
 
-def test_divergence_is_one_line_naming_the_epoch(tmp_path):
-    result = run_module("lr_from_scratch.train", *QUICK, "--lr", "1e38", "--no-normalize", "--out", str(tmp_path / "r"))
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_divergence_is_one_line_naming_the_epoch(tmp_path, backend):
+    args = [*QUICK, "--lr", "1e38", "--no-normalize", "--backend", backend, "--out", str(tmp_path / "r")]
+    result = run_module("lr_from_scratch.train", *args)
     assert_one_line_error(result, 1, "became NaN or infinite in epoch 1", "Try a lower --lr")
     assert not (tmp_path / "r" / "model.npz").exists()
 

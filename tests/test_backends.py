@@ -1,0 +1,64 @@
+"""Whole training runs agree across the two backends (the kernels themselves: tests/test_kernels.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lr_from_scratch.backends import make_backend
+from lr_from_scratch.config import TrainConfig
+from lr_from_scratch.data import prepare
+from lr_from_scratch.trainer import fit
+
+from .conftest import run_module
+
+
+def train(mnist, **options):
+    config = TrainConfig(**options)
+    splits = prepare(mnist, config)
+    backend = make_backend(config, splits)
+    state = fit(backend, config, len(splits.train), progress=False, log=None)
+    return state, backend
+
+
+@pytest.mark.parametrize(
+    "options", [dict(), dict(nesterov=True, weight_decay=1e-4, batch_size=200), dict(momentum=0.5, dampening=0.5)]
+)
+def test_float64_epochs_give_the_same_weights_on_both_backends(mnist, options):
+    common = dict(limit=6000, epochs=2, dtype="float64", patience=0, **options)
+    numpy_state, numpy_backend = train(mnist, backend="numpy", **common)
+    numba_state, numba_backend = train(mnist, backend="numba", **common)
+    for name in ("weight", "bias", "momentum_buffer_0"):
+        diff = np.abs(numba_backend.state()[name] - numpy_backend.state()[name]).max()
+        print(f"{name}: max |numba - numpy| = {diff:.2e}")
+        assert diff <= 1e-10, f"{name}: max |numba - numpy| = {diff:.2e}"
+    assert [r["train_accuracy"] for r in numba_state.history] == [r["train_accuracy"] for r in numpy_state.history]
+    assert numba_backend.evaluate("test")[1] == numpy_backend.evaluate("test")[1]
+
+
+def test_float32_epochs_agree_within_rounding(mnist):
+    common = dict(limit=6000, epochs=2, patience=0)
+    _, numpy_backend = train(mnist, backend="numpy", **common)
+    _, numba_backend = train(mnist, backend="numba", **common)
+    diff = np.abs(numba_backend.state()["weight"] - numpy_backend.state()["weight"]).max()
+    assert diff <= 1e-4, f"max |numba - numpy| = {diff:.2e}"
+    assert abs(numba_backend.evaluate("test")[1] - numpy_backend.evaluate("test")[1]) <= 0.0005
+
+
+def test_defaults_reach_92_percent_on_the_numpy_backend_too(tmp_path):
+    result = run_module("lr_from_scratch.train", "--backend", "numpy", "--out", str(tmp_path), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "numpy backend" in result.stdout and "numba kernels" not in result.stdout
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_accuracy"] >= 0.92
+
+
+def test_numba_run_reports_its_compile_time(tmp_path):
+    result = run_module(
+        "lr_from_scratch.train", "--limit", "2000", "--epochs", "1", "--out", str(tmp_path), "--no-progress"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "numba kernels " in result.stdout and "numba backend" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["backend"] == "numba" and metrics["compile_seconds"] > 0

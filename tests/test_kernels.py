@@ -1,0 +1,190 @@
+"""Every Numba kernel against the NumPy reference (also run under NUMBA_DISABLE_JIT=1, so keep inputs small).
+
+Tolerances: float64 agrees to 1e-10 (the kernels fold the normalisation into the weights and sum in another
+order, so bits differ but nothing else); float32 agrees to 1e-5 on weights and momentum buffers after up to
+8 steps: the buffers reach a few units at batch 1, where one float32 step (ulp) is 2.4e-7.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from lr_from_scratch import kernels
+from lr_from_scratch.data import batch_slices, scale_images
+from lr_from_scratch.kernels import FoldedLinear, SparseRows, warm_up
+from lr_from_scratch.metrics import evaluate
+from lr_from_scratch.model import SoftmaxRegression
+from lr_from_scratch.optim import SGD
+
+ATOL = {"float64": 1e-10, "float32": 1e-5}
+MEAN, STD = 0.1307, 0.3081
+
+
+@pytest.fixture(scope="module")
+def real(mnist):
+    """200 real training images (uint8, flattened) and their labels."""
+    return mnist.train_images[:200].reshape(200, -1), mnist.train_labels[:200].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """200 random images with MNIST's sparsity (about 80% zeros) and labels."""
+    rng = np.random.default_rng(7)
+    images = (rng.random((200, 784)) < 0.2) * rng.integers(1, 256, (200, 784))
+    return images.astype(np.uint8), rng.integers(0, 10, 200)
+
+
+def reference_steps(images, labels, order, batches, weight, bias, lr, normalize, dtype, **options):
+    """The NumPy reference: scale, then SoftmaxRegression.forward_backward and SGD, batch by batch."""
+    mean, std = (MEAN, STD) if normalize else (0.0, 1.0)
+    x = scale_images(images, mean, std, dtype)
+    model = SoftmaxRegression(weight.astype(dtype), bias.astype(dtype))
+    sgd = SGD([model.weight, model.bias], lr=lr, **options)
+    loss_sum, correct = 0.0, 0
+    for batch in batches:
+        idx = order[batch]
+        loss, n_correct, dw, db = model.forward_backward(x[idx], labels[idx])
+        sgd.step([dw, db])
+        loss_sum += loss * len(idx)
+        correct += n_correct
+    return model, sgd, loss_sum, correct
+
+
+def folded(weight, bias, normalize, dtype):
+    mean, std = (MEAN, STD) if normalize else (0.0, 1.0)
+    return FoldedLinear(weight.astype(dtype), bias.astype(dtype), 1 / (255 * std), -mean / std)
+
+
+def initial(seed=0, scale=0.05):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-scale, scale, (10, 784)), rng.uniform(-scale, scale, 10)
+
+
+OPTIONS = {
+    "plain": dict(),
+    "momentum": dict(momentum=0.9),
+    "nesterov": dict(momentum=0.9, nesterov=True),
+    "dampening+decay": dict(momentum=0.5, dampening=0.5, weight_decay=1e-3),
+}
+
+
+def assert_close(name, mine, reference, atol):
+    diff = float(np.max(np.abs(mine - reference)))
+    print(f"{name:>18}: max |kernel - numpy| = {diff:.2e}")
+    assert diff <= atol, f"{name}: max |kernel - numpy| = {diff:.2e}, allowed {atol:.0e}"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 63, 64])  # 200 = 3 x 64 + 8: the last batch is partial
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("data", ["real", "synthetic"])
+def test_train_steps_match_numpy(request, data, option, batch_size, dtype):
+    images, labels = request.getfixturevalue(data)
+    order = np.random.default_rng(1).permutation(len(labels))
+    batches = batch_slices(len(labels), batch_size)[:8]
+    weight, bias = initial()
+    normalize = data == "real"
+    layer = folded(weight, bias, normalize, dtype)
+    loss, correct = layer.train_steps(SparseRows.from_dense(images), labels, order, batches, 0.05, **OPTIONS[option])
+    model, sgd, ref_loss, ref_correct = reference_steps(
+        images, labels, order, batches, weight, bias, 0.05, normalize, dtype, **OPTIONS[option]
+    )
+    w, b = layer.params()
+    assert w.dtype == dtype
+    assert_close("weight", w, model.weight, ATOL[dtype])
+    assert_close("bias", b, model.bias, ATOL[dtype])
+    if sgd.buffers[0] is not None:
+        assert_close("momentum buffer", layer.buffers()[0], sgd.buffers[0], ATOL[dtype])
+    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5)
+    assert correct == ref_correct
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_parallel_path_matches_serial_and_is_deterministic(real, dtype, monkeypatch):
+    images, labels = real
+    rows, order = SparseRows.from_dense(images), np.arange(len(labels))
+    batches = batch_slices(len(labels), 100)
+    weight, bias = initial()
+    serial = folded(weight, bias, True, dtype)
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_BATCH", 10**9)
+    serial.train_steps(rows, labels, order, batches, 0.1, momentum=0.9)
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_BATCH", 1)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)  # three blocks, whatever the machine
+    runs = []
+    for _ in range(2):
+        layer = folded(weight, bias, True, dtype)
+        layer.train_steps(rows, labels, order, batches, 0.1, momentum=0.9)
+        runs.append(layer.params()[0])
+    np.testing.assert_array_equal(runs[0], runs[1])  # a fixed reduction order: no scheduling noise
+    assert_close("parallel vs serial", runs[0], serial.params()[0], ATOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_evaluate_matches_numpy(real, dtype):
+    images, labels = real
+    weight, bias = initial(3, scale=0.2)
+    layer = folded(weight, bias, True, dtype)
+    loss, accuracy, predictions = layer.evaluate(SparseRows.from_dense(images), labels)
+    x = scale_images(images, MEAN, STD, dtype)
+    ref_loss, ref_accuracy = evaluate(weight.astype(dtype), bias.astype(dtype), x, labels)
+    assert loss == pytest.approx(ref_loss, rel=1e-12 if dtype == "float64" else 1e-5)
+    assert accuracy == ref_accuracy
+    np.testing.assert_array_equal(predictions, SoftmaxRegression(weight, bias).predict(x))
+
+
+def test_extreme_logits_stay_finite_and_exact(synthetic):
+    images, labels = synthetic
+    weight, bias = initial(4)
+    weight *= 20_000  # logits of order +-1e4
+    layer = folded(weight, bias, False, "float64")
+    rows = SparseRows.from_dense(images)
+    loss, _, _ = layer.evaluate(rows, labels)
+    x = scale_images(images, 0.0, 1.0, "float64")
+    assert np.abs(x @ weight.T).max() > 1e4
+    ref_loss, _ = evaluate(weight, bias, x, labels)
+    assert np.isfinite(loss) and loss == pytest.approx(ref_loss, rel=1e-12)
+    step_loss, _ = layer.train_steps(rows, labels, np.arange(200), batch_slices(200, 50), 0.01)
+    assert np.isfinite(step_loss) and np.isfinite(layer.params()[0]).all()
+
+
+def test_nan_and_inf_survive_fastmath(synthetic):
+    """The kernels' fast-math flags keep NaN and infinity, so the training loop can still see divergence."""
+    images, labels = synthetic
+    rows = SparseRows.from_dense(images)
+    weight, bias = initial()
+    weight[3, :] = np.nan
+    with np.errstate(all="ignore"):  # under NUMBA_DISABLE_JIT the overflow is NumPy's, and it warns
+        loss, _, _ = folded(weight, bias, False, "float32").evaluate(rows, labels)
+        assert np.isnan(loss)
+        weight, bias = initial()
+        layer = folded(weight, bias, False, "float32")
+        losses = [layer.train_steps(rows, labels, np.arange(200), batch_slices(200, 20), 1e38)[0] for _ in range(3)]
+    assert not np.isfinite(losses[-1])
+
+
+def test_sparse_rows_keep_every_pixel(real):
+    images, _ = real
+    rows = SparseRows.from_dense(images)
+    assert rows.indices.dtype == np.uint16 and rows.values.dtype == np.uint8
+    dense = np.zeros_like(images)
+    for i in range(len(rows)):
+        span = slice(rows.indptr[i], rows.indptr[i + 1])
+        dense[i, rows.indices[span]] = rows.values[span]
+    np.testing.assert_array_equal(dense, images)
+    order = np.random.default_rng(0).permutation(len(images))
+    taken, direct = rows.take(order), SparseRows.from_dense(images[order])
+    for name in ("indptr", "indices", "values"):
+        np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name))
+
+
+def test_more_classes_than_lanes_is_refused():
+    with pytest.raises(ValueError, match="17 classes, at most 16 supported"):
+        FoldedLinear(np.zeros((17, 4)), np.zeros(17), 1.0, 0.0)
+
+
+def test_warm_up_reports_compilation_once():
+    warm_up("float64")
+    seconds, compiled = warm_up("float64")
+    assert not compiled and seconds >= 0
