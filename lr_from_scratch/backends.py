@@ -92,8 +92,9 @@ class NumbaBackend:
     """The fast path: :mod:`.kernels` on the images' uint8 non-zero pixels, normalisation folded in.
 
     ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.kernels.SparseRows`
-    of raw values; the model sees ``x = a * value + c``. Each epoch's rows are first copied into that epoch's
-    order (:meth:`SparseRows.take`), so the kernel streams through memory.
+    of raw values; the model sees ``x = a * value + c``. When the batches are large enough for threads, each
+    epoch's rows are first copied into that epoch's order (:meth:`SparseRows.take`), so the threads stream
+    through memory; one thread gains nothing from it (measured), so small batches read the rows in place.
     """
 
     steps_per_call = 64
@@ -108,13 +109,17 @@ class NumbaBackend:
         self._identity = np.arange(len(train[1]))
 
     def run_steps(self, order, batches, lr):
-        if self._epoch[0] is not order:
-            rows, labels = self.data["train"]
-            self._epoch = (order, rows.take(order), labels[order])
-        _, rows, labels = self._epoch
+        from .kernels import PARALLEL_MIN_BATCH
+
+        rows, labels = self.data["train"]
+        if self.config.batch_size >= PARALLEL_MIN_BATCH:
+            if self._epoch[0] is not order:
+                self._epoch = (order, rows.take(order), labels[order])
+            _, rows, labels = self._epoch
+            order = self._identity
         c = self.config
         return self.layer.train_steps(
-            rows, labels, self._identity, batches, lr, c.momentum, c.dampening, c.weight_decay, c.nesterov
+            rows, labels, order, batches, lr, c.momentum, c.dampening, c.weight_decay, c.nesterov
         )
 
     def evaluate(self, split):

@@ -288,17 +288,23 @@ def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch,
         row = order[i]
         label = labels[row]
         _logits(indptr, indices, values, row, Wt, const, a, z)
-        log_p, pred = _log_softmax_at(z, n_classes, label)
-        loss -= log_p
+        pred = 0
+        for k in range(1, n_classes):
+            if z[k] > z[pred]:
+                pred = k
         correct += pred == label
-        # z <- g = (softmax(z) - onehot(label)) / B; padded lanes get 0
+        # softmax through the max shift, each exponential computed once: z <- e = exp(z - m), s = sum(e)
         m = z[pred]
+        log_p_label = z[label] - m
         s = 0.0
         for k in range(n_classes):
             z[k] = np.exp(z[k] - m)
             s += z[k]
+        loss -= log_p_label - np.log(s)
+        # z <- g = (e / s - onehot(label)) / B; padded lanes get 0
+        scale = inv_batch / s
         for k in range(n_classes):
-            z[k] = z[k] / s * inv_batch
+            z[k] *= scale
         z[label] -= inv_batch
         z[n_classes:] = 0.0
         for k in range(LANES):
