@@ -5,7 +5,7 @@ PIP_ARGS ?=
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: train test lint format clean
+.PHONY: train test bench lint format clean
 
 train: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.train $(ARGS)
@@ -16,6 +16,9 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
 	@echo "The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so every line of them runs:"
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m pytest --benchmark-only -q $(ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

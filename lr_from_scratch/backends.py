@@ -92,9 +92,9 @@ class NumbaBackend:
     """The fast path: :mod:`.kernels` on the images' uint8 non-zero pixels, normalisation folded in.
 
     ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.kernels.SparseRows`
-    of raw values; the model sees ``x = a * value + c``. When the batches are large enough for threads, each
-    epoch's rows are first copied into that epoch's order (:meth:`SparseRows.take`), so the threads stream
-    through memory; one thread gains nothing from it (measured), so small batches read the rows in place.
+    of raw values; the model sees ``x = a * value + c``. Each epoch's rows are first copied into that epoch's
+    order (:meth:`SparseRows.take`), so the kernel streams through memory instead of jumping to a random row
+    at every sample (measured: 5-15% faster epochs, the copy included).
     """
 
     steps_per_call = 64

@@ -88,7 +88,7 @@ class SparseRows:
         """The rows in the order ``order`` (like ``np.take``), copied so that they lie one after another.
 
         The training kernel then streams through memory instead of jumping to a random row at every sample;
-        on MNIST that copy costs less than a third of the cache misses it saves.
+        on MNIST the copy costs less than the cache misses it saves.
         """
         lengths = np.diff(self.indptr)[order]
         indptr = np.zeros(len(order) + 1, dtype=np.int64)
