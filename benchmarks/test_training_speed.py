@@ -13,7 +13,7 @@ import torch
 
 from lr_from_scratch.backends import NumbaBackend, NumpyBackend
 from lr_from_scratch.config import TrainConfig
-from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, batch_slices, epoch_order, rng, scale_images
+from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, batch_slices, epoch_order, prepare, rng, scale_images
 from lr_from_scratch.kernels import SparseRows, warm_up
 from lr_from_scratch.model import SoftmaxRegression, init_params
 
@@ -61,27 +61,12 @@ def _epoch_runner(backend, batch_size):
     return run
 
 
-def torch_eager_epoch(data, batch_size):
-    """What a PyTorch user writes: nn.Linear, CrossEntropyLoss, optim.SGD, tensors in memory, CPU."""
-    images, labels = data
-    x = torch.from_numpy(scale_images(images, MNIST_MEAN, MNIST_STD))
-    y = torch.from_numpy(labels)
-    torch.manual_seed(0)
-    model = torch.nn.Linear(784, 10)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    batches = batch_slices(N, batch_size)
-    epoch = iter(range(10**6))
+def torch_eager_epoch(mnist, batch_size):
+    """torch_ref as a PyTorch user writes it: nn.Linear, CrossEntropyLoss, optim.SGD, tensors in memory, CPU."""
+    from torch_ref.backend import TorchBackend
 
-    def run():
-        order = torch.from_numpy(epoch_order(N, 0, next(epoch)))
-        for batch in batches:
-            idx = order[batch]
-            opt.zero_grad()
-            loss_fn(model(x[idx]), y[idx]).backward()
-            opt.step()
-
-    return run
+    config = TrainConfig(batch_size=batch_size, backend="torch", val_split=0.0)
+    return _epoch_runner(TorchBackend(config, prepare(mnist, config), torch.device("cpu")), batch_size)
 
 
 IMPLEMENTATIONS = {"numpy": numpy_epoch, "numba": numba_epoch, "torch-eager": torch_eager_epoch}
@@ -89,8 +74,8 @@ IMPLEMENTATIONS = {"numpy": numpy_epoch, "numba": numba_epoch, "torch-eager": to
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_epoch(benchmark, data, peak_gflops, impl, batch_size):
-    run = IMPLEMENTATIONS[impl](data, batch_size)
+def test_epoch(benchmark, mnist, data, peak_gflops, impl, batch_size):
+    run = IMPLEMENTATIONS[impl](mnist if impl == "torch-eager" else data, batch_size)
     run()  # warm-up: caches, allocator, JIT (already compiled by warm_up, outside the timing)
     benchmark.group = f"one epoch, batch {batch_size}"
     rounds = 3 if impl == "torch-eager" and batch_size == 64 else 5

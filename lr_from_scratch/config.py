@@ -10,7 +10,7 @@ from .errors import ConfigError
 from .model import INITS
 
 DTYPES = ("float32", "float64")
-BACKENDS = ("numba", "numpy")
+BACKENDS = ("numba", "numpy", "torch")  # torch: trained by torch_ref
 
 
 @dataclass(frozen=True)

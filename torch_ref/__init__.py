@@ -1,1 +1,1 @@
-"""The canonical PyTorch version of the model (arrives with the torch_ref issue)."""
+"""The canonical PyTorch version: what a PyTorch user would write, run on the same data, options and batches."""

@@ -1,0 +1,73 @@
+"""``python -m torch_ref.train``: the same training, options and outputs as lr_from_scratch, in PyTorch.
+
+Adds ``--device {auto,cpu,cuda}``, ``--loader {tensor,dataloader}`` and ``--tf32``; writes ``model.pt`` (the
+``state_dict``) beside the shared ``model.npz``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from lr_from_scratch.cli import run_cli
+from lr_from_scratch.command import Recipe, run_training
+from lr_from_scratch.errors import ConfigError
+from lr_from_scratch.files import atomic_open
+
+from .backend import LOADERS, TorchBackend
+
+MODEL_PT = "model.pt"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")
+    parser.add_argument(
+        "--loader", choices=LOADERS, default="tensor",
+        help="tensor: data on the device, batches by index (fast); dataloader: Dataset + DataLoader (textbook)",
+    )  # fmt: skip
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA (off: exact float32)")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is a command-line mistake."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda: this torch sees no CUDA device (torch.cuda.is_available() is False); use --device cpu"
+        )
+    return torch.device(name)
+
+
+def set_up(config, args) -> dict:
+    device = resolve_device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": name, "loader": args.loader, "tf32": args.tf32, "torch_version": torch.__version__}
+
+
+def save_state_dict(backend: TorchBackend, run_dir) -> list[str]:
+    with atomic_open(run_dir / MODEL_PT, "wb") as f:
+        torch.save(backend.model.state_dict(), f)
+    return [MODEL_PT]
+
+
+RECIPE = Recipe(
+    prog="python -m torch_ref.train",
+    backends=("torch",),
+    add_arguments=add_arguments,
+    set_up=set_up,
+    make_backend=lambda config, splits, args: TorchBackend(config, splits, resolve_device(args.device), args.loader),
+    describe=lambda config, args: f"torch on {resolve_device(args.device)}, {args.loader} loader",
+    save_extra=save_state_dict,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(lambda argv: run_training(RECIPE, __doc__.splitlines()[0], argv), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
