@@ -1,88 +1,69 @@
-"""How fast each implementation trains: one epoch over MNIST's 60,000 training images per batch size.
+"""How fast each implementation trains and predicts, grouped per batch size so the table compares them.
 
-Run ``pytest --benchmark-only``; a table with samples/s, the Numba backend's speed-up over NumPy and
-PyTorch CPU eager, and its fraction of the dense roofline is printed at the end. Compilation and warm-up
-happen outside every timed region.
+``pytest --benchmark-only`` times, for numpy, numba, torch CPU (tensor loader), torch CPU (textbook
+DataLoader) and torch CUDA (skipped without a GPU): one training step and one full epoch over the 60,000
+training images at batch 64, 256, 1024 and 8192, and inference over the 10,000 test images. samples/s goes
+into each result's ``extra_info``; a summary table is printed at the end. Compilation and warm-up happen in
+``build``, outside every timed region, and every timed call ends synchronised.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
-from lr_from_scratch.backends import NumbaBackend, NumpyBackend
-from lr_from_scratch.config import TrainConfig
-from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, batch_slices, epoch_order, prepare, rng, scale_images
-from lr_from_scratch.kernels import SparseRows, warm_up
-from lr_from_scratch.model import SoftmaxRegression, init_params
+from .conftest import EXTRA, RESULTS
+from .impls import DENSE_FLOP_PER_SAMPLE, IMPLEMENTATIONS, build, unavailable
 
-from .conftest import DENSE_FLOP_PER_SAMPLE, EXTRA, RESULTS
-
-BATCH_SIZES = [64, 256, 1024]
-N = 60_000
+BATCH_SIZES = [64, 256, 1024, 8192]
+SLOW = {"torch-cpu-dataloader"}  # about 1 s an epoch: fewer rounds
 
 
 @pytest.fixture(scope="module")
-def data(mnist):
-    images = mnist.train_images.reshape(N, -1)
-    return images, mnist.train_labels.astype(np.int64)
+def benches(mnist):
+    cache = {}
 
+    def get(impl, batch_size):
+        reason = unavailable(impl)
+        if reason:
+            pytest.skip(f"{impl}: {reason}")
+        if (impl, batch_size) not in cache:
+            cache[impl, batch_size] = build(impl, mnist, batch_size)
+        return cache[impl, batch_size]
 
-def numpy_epoch(data, batch_size):
-    images, labels = data
-    config = TrainConfig(batch_size=batch_size)
-    x = scale_images(images, MNIST_MEAN, MNIST_STD)
-    backend = NumpyBackend(SoftmaxRegression(*init_params(784, 10, "torch", rng(0, "init"))), config, (x, labels))
-    return _epoch_runner(backend, batch_size)
-
-
-def numba_epoch(data, batch_size):
-    images, labels = data
-    config = TrainConfig(batch_size=batch_size)
-    seconds, compiled = warm_up("float32")
-    if compiled:
-        EXTRA["numba compile seconds (first run on this machine)"] = seconds
-    a, c = 1 / (255 * MNIST_STD), -MNIST_MEAN / MNIST_STD
-    weight, bias = init_params(784, 10, "torch", rng(0, "init"))
-    backend = NumbaBackend(weight, bias, config, a, c, (SparseRows.from_dense(images), labels))
-    return _epoch_runner(backend, batch_size)
-
-
-def _epoch_runner(backend, batch_size):
-    batches = batch_slices(N, batch_size)
-    epoch = iter(range(10**6))
-
-    def run():
-        order = epoch_order(N, 0, next(epoch))
-        for start in range(0, len(batches), backend.steps_per_call):
-            backend.run_steps(order, batches[start : start + backend.steps_per_call], 0.01)
-
-    return run
-
-
-def torch_eager_epoch(mnist, batch_size):
-    """torch_ref as a PyTorch user writes it: nn.Linear, CrossEntropyLoss, optim.SGD, tensors in memory, CPU."""
-    from torch_ref.backend import TorchBackend
-
-    config = TrainConfig(batch_size=batch_size, backend="torch", val_split=0.0)
-    return _epoch_runner(TorchBackend(config, prepare(mnist, config), torch.device("cpu")), batch_size)
-
-
-IMPLEMENTATIONS = {"numpy": numpy_epoch, "numba": numba_epoch, "torch-eager": torch_eager_epoch}
+    return get
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_epoch(benchmark, mnist, data, peak_gflops, impl, batch_size):
-    run = IMPLEMENTATIONS[impl](mnist if impl == "torch-eager" else data, batch_size)
-    run()  # warm-up: caches, allocator, JIT (already compiled by warm_up, outside the timing)
-    benchmark.group = f"one epoch, batch {batch_size}"
-    rounds = 3 if impl == "torch-eager" and batch_size == 64 else 5
-    benchmark.pedantic(run, rounds=rounds, iterations=1)
+def test_epoch(benchmark, benches, peak_gflops, impl, batch_size):
+    bench = benches(impl, batch_size)
+    benchmark.group = f"epoch, batch {batch_size}"
+    benchmark.pedantic(bench.epoch, rounds=2 if impl in SLOW else 5, iterations=1)
     if benchmark.stats is None:  # --benchmark-disable: ran once, nothing measured
         return
-    seconds = benchmark.stats.stats.min
-    RESULTS[impl, batch_size] = N / seconds
-    benchmark.extra_info["samples_per_second"] = N / seconds
-    benchmark.extra_info["roofline_fraction"] = N * DENSE_FLOP_PER_SAMPLE / seconds / 1e9 / peak_gflops
+    rate = bench.n_train / benchmark.stats.stats.min
+    RESULTS[impl, batch_size] = rate
+    benchmark.extra_info.update(
+        samples_per_second=rate, roofline_fraction=rate * DENSE_FLOP_PER_SAMPLE / 1e9 / peak_gflops
+    )
+
+
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_step(benchmark, benches, impl, batch_size):
+    bench = benches(impl, batch_size)
+    benchmark.group = f"one step, batch {batch_size}"
+    benchmark.pedantic(bench.step, rounds=20, iterations=1)
+    if benchmark.stats is not None:
+        benchmark.extra_info["samples_per_second"] = batch_size / benchmark.stats.stats.min
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_inference(benchmark, benches, impl):
+    bench = benches(impl, 1024)
+    benchmark.group = "inference, 10,000 test images"
+    accuracy = benchmark.pedantic(bench.infer, rounds=5, iterations=1)
+    assert 0.0 < accuracy <= 1.0
+    if benchmark.stats is not None:
+        benchmark.extra_info["samples_per_second"] = 10_000 / benchmark.stats.stats.min
+        EXTRA[f"{impl}: inference samples/s"] = 10_000 / benchmark.stats.stats.min

@@ -26,7 +26,7 @@ class MNISTDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = torch.from_numpy(self.images[i]).to(self.dtype) / 255
+        x = torch.tensor(self.images[i], dtype=self.dtype) / 255  # a copy: the arrays may be read-only
         x = (x - self.mean) / self.std
         return x, int(self.labels[i])
 

@@ -1,0 +1,178 @@
+"""The implementations the benchmarks compare, behind one small interface, and the machine's own limits.
+
+Each implementation trains through the same backend interface as the training commands, so what is timed is
+what ``python -m lr_from_scratch.train`` and ``python -m torch_ref.train`` run. Every call that is timed ends
+synchronised: the backends return Python floats, which waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lr_from_scratch.backends import make_backend
+from lr_from_scratch.config import TrainConfig
+from lr_from_scratch.data import batch_slices, epoch_order, prepare
+
+#: name -> (backend, torch device, torch loader)
+IMPLEMENTATIONS = {
+    "numpy": ("numpy", None, None),
+    "numba": ("numba", None, None),
+    "torch-cpu": ("torch", "cpu", "tensor"),
+    "torch-cpu-dataloader": ("torch", "cpu", "dataloader"),
+    "torch-cuda": ("torch", "cuda", "tensor"),
+}
+#: Dense floating-point work per training sample: forward X W^T and backward G^T X, 2 flops per multiply-add.
+DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
+LR = 0.01
+
+
+def unavailable(name: str) -> str | None:
+    """Why ``name`` cannot run here, or None."""
+    if IMPLEMENTATIONS[name][1] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA device"
+    return None
+
+
+@dataclass
+class Bench:
+    """One implementation at one batch size, trained on all 60,000 training images, ready to be timed."""
+
+    backend: object
+    n_train: int
+    batches: list[slice]
+
+    def __post_init__(self):
+        self._epoch = 0
+        self._order = epoch_order(self.n_train, 0, 0)
+        self._next_batch = 0
+
+    def epoch(self) -> float:
+        """One epoch in a fresh order (the way the training loop calls the backend); returns the mean loss."""
+        order, calls = epoch_order(self.n_train, 0, self._epoch), self.backend.steps_per_call
+        self._epoch += 1
+        loss = 0.0
+        for start in range(0, len(self.batches), calls):
+            loss += self.backend.run_steps(order, self.batches[start : start + calls], LR)[0]
+        return loss / self.n_train
+
+    def step(self) -> float:
+        """One SGD step on the next batch."""
+        batch = self.batches[self._next_batch % (len(self.batches) - 1)]  # never the short last one
+        self._next_batch += 1
+        return self.backend.run_steps(self._order, [batch], LR)[0]
+
+    def infer(self) -> float:
+        """Loss and accuracy over the 10,000 test images; returns the accuracy."""
+        return self.backend.evaluate("test")[1]
+
+
+def build(name: str, mnist, batch_size: int) -> Bench:
+    """The implementation ``name`` at ``batch_size``, compiled and warmed up: the next call is a steady one."""
+    backend_name, device, loader = IMPLEMENTATIONS[name]
+    config = TrainConfig(batch_size=batch_size, val_split=0.0, lr_step=0, backend=backend_name)
+    splits = prepare(mnist, config)
+    if backend_name == "torch":
+        import torch
+
+        from torch_ref.backend import TorchBackend
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        backend = TorchBackend(config, splits, torch.device(device), loader)
+    else:
+        if backend_name == "numba":
+            from lr_from_scratch.kernels import warm_up
+
+            warm_up(config.dtype)
+        backend = make_backend(config, splits)
+    bench = Bench(backend, len(splits.train), batch_slices(len(splits.train), batch_size))
+    bench.step()  # warm-up: allocator, caches, CUDA context and kernels
+    bench.infer()
+    return bench
+
+
+def peak_matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
+    """This machine's float32 matrix-product rate through NumPy's BLAS (n^3 with n = 4096), best of three."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = min(_seconds(lambda: a @ a) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def memory_bandwidth_gbs(megabytes: int = 512, repeats: int = 3) -> float:
+    """Copy bandwidth (bytes read + bytes written per second) of a large float32 array, best of three."""
+    src = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = min(_seconds(lambda: np.copyto(dst, src)) for _ in range(repeats))
+    return 2 * src.nbytes / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_to_accuracy(mnist, name: str, target: float = 0.92) -> dict:
+    """Train ``name`` with the default settings until the test accuracy first reaches ``target``.
+
+    Returns ``{"seconds": training seconds (evaluation excluded), "epoch": that epoch}``, or seconds None when
+    the default epochs never get there.
+    """
+    from lr_from_scratch.trainer import fit
+
+    backend_name, device, loader = IMPLEMENTATIONS[name]
+    config = TrainConfig(backend=backend_name)
+    splits = prepare(mnist, config)
+    if backend_name == "torch":
+        import torch
+
+        from torch_ref.backend import TorchBackend
+
+        backend = TorchBackend(config, splits, torch.device(device), loader)
+    else:
+        if backend_name == "numba":
+            from lr_from_scratch.kernels import warm_up
+
+            warm_up(config.dtype)
+        backend = make_backend(config, splits)
+    reached = {"seconds": None, "epoch": None}
+
+    def check(state):
+        if reached["seconds"] is None and backend.evaluate("test")[1] >= target:
+            reached.update(seconds=state.train_seconds, epoch=state.epoch)
+
+    fit(backend, config, len(splits.train), progress=False, log=None, on_epoch_end=check)
+    return reached
+
+
+def sklearn_time_to_accuracy(mnist, target: float = 0.92) -> dict:
+    """scikit-learn's ``LogisticRegression`` (lbfgs, its defaults) on the same training images and scaling.
+
+    lbfgs has no epochs, so ``max_iter`` doubles from 10 until a fit reaches ``target``; the seconds are those
+    of that fit. Returns ``{"seconds", "max_iter", "accuracy"}``.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    splits = prepare(mnist, TrainConfig())
+    (x, y), (x_test, y_test) = splits.scaled(splits.train, "float32"), splits.scaled(splits.test, "float32")
+    max_iter = 10
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            start = time.perf_counter()
+            clf = LogisticRegression(max_iter=max_iter).fit(x, y)
+            seconds = time.perf_counter() - start
+        accuracy = clf.score(x_test, y_test)
+        if accuracy >= target or max_iter >= 640:
+            return {"seconds": seconds if accuracy >= target else None, "max_iter": max_iter, "accuracy": accuracy}
+        max_iter *= 2

@@ -1,0 +1,257 @@
+"""``python -m benchmarks.report``: every implementation side by side on this machine, against its own limits.
+
+Runs an interleaved comparison in one process (round after round, every implementation and batch size in
+turn, keeping each one's best epoch), measures the machine's peak float32 matrix-product rate and memory
+bandwidth, and the seconds of training each implementation needs to reach 92% test accuracy, scikit-learn's
+``LogisticRegression`` included. Writes ``<out>/<name>.md`` (tables), ``<name>.png`` (samples/s against
+batch size) and ``<name>.json`` (everything, to compare two runs).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from lr_from_scratch.cli import ArgumentParser, run_cli
+from lr_from_scratch.data import load_mnist
+from lr_from_scratch.errors import ConfigError
+from lr_from_scratch.files import write_bytes, write_json, write_text
+
+from .impls import (
+    DENSE_FLOP_PER_SAMPLE,
+    IMPLEMENTATIONS,
+    build,
+    memory_bandwidth_gbs,
+    peak_matmul_gflops,
+    sklearn_time_to_accuracy,
+    time_to_accuracy,
+    unavailable,
+)
+
+BASELINE = "torch-cpu"  # "PyTorch CPU eager": what the ratios are relative to
+#: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
+#: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
+SETTLE_S = 0.3
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 64 and 1024 only, 2 rounds, smaller probes")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds, the best kept (default: 5, quick: 2)")
+    parser.add_argument("--batch-sizes", help="comma-separated (default: 64,256,1024,8192)")
+    parser.add_argument("--impls", help=f"comma-separated, of {','.join(IMPLEMENTATIONS)} (default: all)")
+    parser.add_argument("--out", default="docs", metavar="DIR", help="folder for the page, figure and JSON")
+    parser.add_argument("--name", default="benchmarks", help="file name stem (e.g. benchmarks-gpu)")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the time-to-92%% runs")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def parse(argv) -> dict:
+    args = build_parser().parse_args(argv)
+    try:
+        sizes = [int(s) for s in (args.batch_sizes or ("64,1024" if args.quick else "64,256,1024,8192")).split(",")]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
+    if not all(1 <= s <= 60_000 for s in sizes):
+        raise ConfigError(f"--batch-sizes must be between 1 and 60000, got {args.batch_sizes}")
+    impls = args.impls.split(",") if args.impls else list(IMPLEMENTATIONS)
+    unknown = [i for i in impls if i not in IMPLEMENTATIONS]
+    if unknown:
+        raise ConfigError(f"--impls: unknown {', '.join(unknown)}; expected some of {', '.join(IMPLEMENTATIONS)}")
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
+    if rounds < 1:
+        raise ConfigError(f"--rounds must be an integer >= 1, got {rounds}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, expected a folder")
+    return dict(args=args, sizes=sizes, impls=impls, rounds=rounds, out=out)
+
+
+def machine() -> dict:
+    """What this run ran on: CPU, cores, memory, library versions, GPU."""
+    import numba
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "numba threads": numba.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        info["memory GiB"] = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    return info
+
+
+def run(opts: dict) -> dict:
+    args = opts["args"]
+    progress = not args.no_progress
+    impls = [i for i in opts["impls"] if not unavailable(i)]
+    skipped = {i: unavailable(i) for i in opts["impls"] if unavailable(i)}
+    mnist = load_mnist(progress=progress)
+    result = {"machine": machine(), "skipped": skipped, "rounds": opts["rounds"], "batch_sizes": opts["sizes"]}
+    n = 2048 if args.quick else 4096
+    result["peak_gflops"] = peak_matmul_gflops(n)
+    result["memory_gbs"] = memory_bandwidth_gbs(128 if args.quick else 512)
+
+    cells = [(impl, size) for size in opts["sizes"] for impl in impls]
+    benches = {}
+    for impl, size in tqdm(cells, desc="compiling and warming up", disable=not progress):
+        benches[impl, size] = build(impl, mnist, size)
+    best = {cell: float("inf") for cell in cells}
+    inference = {impl: float("inf") for impl in impls}
+    with tqdm(total=opts["rounds"] * (len(cells) + len(impls)), desc="timing", disable=not progress) as bar:
+        for _ in range(opts["rounds"]):  # interleaved: every cell once per round, so drift hits all alike
+            for cell in cells:
+                best[cell] = min(best[cell], _settled_seconds(benches[cell].epoch))
+                bar.update()
+            for impl in impls:
+                inference[impl] = min(inference[impl], _settled_seconds(benches[impl, opts["sizes"][-1]].infer))
+                bar.update()
+    result["epoch_samples_per_second"] = {
+        impl: {str(size): benches[impl, size].n_train / best[impl, size] for size in opts["sizes"]} for impl in impls
+    }
+    result["inference_samples_per_second"] = {impl: 10_000 / inference[impl] for impl in impls}
+    del benches
+
+    if not args.no_accuracy:
+        todo = [i for i in impls if i != "torch-cpu-dataloader"] + ["scikit-learn"]
+        result["time_to_92"] = {}
+        for impl in tqdm(todo, desc="time to 92%", disable=not progress):
+            reached = sklearn_time_to_accuracy(mnist) if impl == "scikit-learn" else time_to_accuracy(mnist, impl)
+            result["time_to_92"][impl] = reached
+    return result
+
+
+def _settled_seconds(fn) -> float:
+    time.sleep(SETTLE_S)
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def markdown(result: dict, name: str, command: str) -> str:
+    rates = result["epoch_samples_per_second"]
+    sizes = [str(s) for s in result["batch_sizes"]]
+    peak, roof = result["peak_gflops"], result["peak_gflops"] * 1e9 / DENSE_FLOP_PER_SAMPLE
+    m = result["machine"]
+    lines = [
+        f"# Benchmarks{' on ' + m['gpu'] if m.get('gpu') else ''}",
+        "",
+        f"Generated by `{command}` on {time.strftime('%Y-%m-%d')}. Every figure below comes from that one run:",
+        "each implementation trained one epoch over the 60,000 MNIST training images per batch size, interleaved",
+        f"round by round ({result['rounds']} rounds, best epoch kept), each measurement after {SETTLE_S} s of quiet",
+        "(BLAS and OpenMP threads of the previous implementation spin for a while after their work).",
+        "",
+        "## The machine and its limits",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in m.items() if v is not None],
+        f"| peak float32 matrix product (NumPy BLAS) | {peak:,.0f} GFLOP/s |",
+        f"| memory bandwidth (large copy, read + write) | {result['memory_gbs']:,.1f} GB/s |",
+        f"| dense roofline: peak / {DENSE_FLOP_PER_SAMPLE:,} FLOP per training sample | {roof:,.0f} samples/s |",
+        "",
+        "## Training throughput (samples/s)",
+        "",
+        "| implementation | " + " | ".join(f"batch {s}" for s in sizes) + " |",
+        "| --- |" + " ---: |" * len(sizes),
+    ]
+    for impl, row in rates.items():
+        lines.append(f"| {impl} | " + " | ".join(f"{row[s]:,.0f}" for s in sizes) + " |")
+    lines += [
+        "",
+        "## Against the roofline and against PyTorch CPU eager",
+        "",
+        "Fraction of the dense roofline (the dense epoch's FLOP over its time, over the peak above); the sparse",
+        "Numba kernels skip the zero pixels, so they can go beyond it in principle. Ratio: samples/s over",
+        f"`{BASELINE}` (`torch_ref`, tensors in memory) at the same batch size.",
+        "",
+        "| implementation | " + " | ".join(f"batch {s}" for s in sizes) + " |",
+        "| --- |" + " ---: |" * len(sizes),
+    ]
+    base = rates.get(BASELINE)
+    for impl, row in rates.items():
+        cells = [f"{row[s] / roof:.0%}" + (f", {row[s] / base[s]:.1f}x" if base else "") for s in sizes]
+        lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+    lines += ["", "## Inference over the 10,000 test images", "", "| implementation | samples/s |", "| --- | ---: |"]
+    lines += [f"| {impl} | {v:,.0f} |" for impl, v in result["inference_samples_per_second"].items()]
+    if "time_to_92" in result:
+        lines += [
+            "",
+            "## Time to 92% test accuracy (default settings)",
+            "",
+            "Seconds of training (evaluation excluded) until the test accuracy first reaches 92%. scikit-learn's",
+            "`LogisticRegression` (lbfgs, its defaults, same images and scaling) has no epochs: `max_iter` doubles",
+            "from 10 until a fit gets there, and that fit's seconds count.",
+            "",
+            "| implementation | seconds | reached at |",
+            "| --- | ---: | --- |",
+        ]
+        for impl, r in result["time_to_92"].items():
+            when = f"max_iter {r['max_iter']}" if "max_iter" in r else f"epoch {r['epoch']}"
+            seconds = f"{r['seconds']:.2f}" if r["seconds"] is not None else "not reached"
+            lines.append(f"| {impl} | {seconds} | {when} |")
+    if result["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in result["skipped"].items()) + "."]
+    lines += ["", f"![samples/s against batch size]({name}.png)", ""]
+    return "\n".join(lines)
+
+
+def figure(result: dict) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    sizes = result["batch_sizes"]
+    for impl, row in result["epoch_samples_per_second"].items():
+        ax.plot(sizes, [row[str(s)] for s in sizes], "o-", label=impl)
+    roof = result["peak_gflops"] * 1e9 / DENSE_FLOP_PER_SAMPLE
+    ax.axhline(roof, color="grey", linestyle="--", label="dense roofline")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("training samples/s (one epoch)")
+    ax.set_title(result["machine"].get("gpu") or result["machine"]["cpu"])
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _main(argv) -> int:
+    opts = parse(argv)
+    result = run(opts)
+    out, name = opts["out"], opts["args"].name
+    command = "python -m benchmarks.report " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_json(out / f"{name}.json", result)
+    write_bytes(out / f"{name}.png", figure(result))
+    write_text(out / f"{name}.md", markdown(result, name, command.strip()))
+    print(f"wrote {out / name}.md, .png and .json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

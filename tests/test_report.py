@@ -1,0 +1,52 @@
+"""``python -m benchmarks.report``: the page, figure and JSON it writes, and its bad options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.report import main
+
+from .conftest import assert_one_line_error
+
+FAST = ["--quick", "--rounds", "1", "--batch-sizes", "512", "--no-progress"]
+
+
+def test_report_writes_page_figure_and_json(tmp_path, capsys):
+    assert (
+        main([*FAST, "--impls", "numba,numpy,torch-cuda", "--no-accuracy", "--out", str(tmp_path), "--name", "r"]) == 0
+    )
+    result = json.loads((tmp_path / "r.json").read_text())
+    measured = set(result["epoch_samples_per_second"])
+    assert measured == ({"numba", "numpy"} if result["skipped"] else {"numba", "numpy", "torch-cuda"})
+    assert result["peak_gflops"] > 0 and result["memory_gbs"] > 0
+    assert all(rate > 0 for row in result["epoch_samples_per_second"].values() for rate in row.values())
+    page = (tmp_path / "r.md").read_text()
+    assert "| numba |" in page and "| numpy |" in page and "batch 512" in page
+    assert "python -m benchmarks.report --quick" in page and "![samples/s against batch size](r.png)" in page
+    if result["skipped"]:
+        assert "torch-cuda (no CUDA device)" in page
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_time_to_accuracy_includes_scikit_learn(tmp_path):
+    assert main([*FAST, "--impls", "numba", "--out", str(tmp_path)]) == 0
+    reached = json.loads((tmp_path / "benchmarks.json").read_text())["time_to_92"]
+    assert reached["numba"]["seconds"] > 0 and reached["numba"]["epoch"] >= 1
+    assert reached["scikit-learn"]["accuracy"] >= 0.92 and reached["scikit-learn"]["max_iter"] >= 10
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--batch-sizes", "0"], "--batch-sizes must be between 1 and 60000, got 0"),
+        (["--batch-sizes", "64,big"], "--batch-sizes must be comma-separated integers"),
+        (["--impls", "jax"], "--impls: unknown jax"),
+        (["--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path, capsys, args, expected):
+    code = main([*args, "--out", str(tmp_path / "x")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, expected)
+    assert not (tmp_path / "x").exists()
