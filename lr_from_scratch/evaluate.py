@@ -1,0 +1,166 @@
+"""``python -m lr_from_scratch.evaluate RUN_DIR_OR_MODEL_NPZ``: take a trained model's mistakes apart.
+
+Works for a model trained by either package (the shared ``model.npz``). On the 10,000 MNIST test images it
+computes, in NumPy: accuracy and loss; per-class precision, recall, F1 and support; the confusion matrix;
+one-vs-rest ROC curves with AUC and precision-recall curves with average precision; calibration (expected
+calibration error and a reliability diagram); the confidence of correct and wrong predictions; the most
+common confusions and most confident mistakes; the average image of each frequent confusion; the weights as
+ten 28x28 templates. Writes ``evaluation.json``, ``report.md`` and the figures beside the model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as m
+from .cli import ArgumentParser, run_cli
+from .data import load_mnist, scale_images
+from .errors import UserError
+from .files import write_json, write_text
+from .functional import cross_entropy, softmax
+from .plots import plot_confidence, plot_confusion, plot_curves, plot_image_grid, plot_reliability
+from .runs import load_model
+
+FIGURES = {
+    "confusion": "confusion.png",
+    "roc": "roc.png",
+    "pr": "precision_recall.png",
+    "reliability": "reliability.png",
+    "confidence": "confidence.png",
+    "mistakes": "confident_mistakes.png",
+    "pairs": "confusion_pairs.png",
+    "templates": "weights.png",
+}
+
+
+def evaluate_model(weight, bias, mean, std, images, labels) -> tuple[dict, dict]:
+    """Every metric of the module docstring. images uint8 (N, 28, 28), labels (N,) -> (results, curves)."""
+    x = scale_images(images, mean, std, "float64")
+    logits = x @ weight.astype(np.float64).T + bias
+    probs = softmax(logits)
+    y = labels.astype(np.int64)
+    pred = probs.argmax(axis=1)
+    confidence, correct = probs.max(axis=1), pred == y
+    cm = m.confusion_matrix(y, pred)
+    scores = m.per_class_scores(cm)
+    roc = {k: m.roc_curve(y == k, probs[:, k])[:2] for k in range(10)}
+    pr = {k: m.precision_recall_curve(y == k, probs[:, k])[1::-1] for k in range(10)}
+    aucs = {k: m.auc(*roc[k]) for k in range(10)}
+    aps = {k: m.average_precision(y == k, probs[:, k]) for k in range(10)}
+    cal = m.calibration(confidence, correct)
+    mistakes = m.most_confident_mistakes(probs, y)
+    results = {
+        "n": len(y),
+        "accuracy": float(correct.mean()),
+        "loss": float(cross_entropy(logits, y)),
+        "per_class": {name: values.tolist() for name, values in scores.items()},
+        "macro": {name: float(scores[name].mean()) for name in ("precision", "recall", "f1")},
+        "confusion_matrix": cm.tolist(),
+        "roc_auc": [aucs[k] for k in range(10)],
+        "average_precision": [aps[k] for k in range(10)],
+        "ece": cal["ece"],
+        "calibration": {key: np.asarray(cal[key]).tolist() for key in ("edges", "counts", "confidence", "accuracy")},
+        "mean_confidence": {"correct": float(confidence[correct].mean()), "wrong": float(confidence[~correct].mean())},
+        "top_confusions": [{"true": i, "predicted": j, "count": c} for i, j, c in m.top_confusions(cm)],
+        "confident_mistakes": [
+            {"index": int(i), "true": int(y[i]), "predicted": int(pred[i]), "confidence": float(confidence[i])}
+            for i in mistakes
+        ],
+    }
+    pair_means = {(i, j): images[(y == i) & (pred == j)].mean(axis=0) for i, j, _ in m.top_confusions(cm)}
+    curves = {"roc": roc, "pr": pr, "calibration": cal, "confidence": confidence, "correct": correct,
+              "pair_means": pair_means}  # fmt: skip
+    return results, curves
+
+
+def write_figures(results, curves, weight, images, out: Path) -> None:
+    plot_confusion(np.array(results["confusion_matrix"]), out / FIGURES["confusion"])
+    plot_curves(curves["roc"], dict(enumerate(results["roc_auc"])), out / FIGURES["roc"], "roc")
+    plot_curves(curves["pr"], dict(enumerate(results["average_precision"])), out / FIGURES["pr"], "pr")
+    plot_reliability(curves["calibration"], out / FIGURES["reliability"])
+    plot_confidence(curves["confidence"], curves["correct"], out / FIGURES["confidence"])
+    wrong = results["confident_mistakes"]
+    plot_image_grid(
+        images[[w["index"] for w in wrong]],
+        [f"{w['true']} as {w['predicted']} ({w['confidence']:.0%})" for w in wrong],
+        out / FIGURES["mistakes"],
+        "most confident mistakes: true as predicted (confidence)",
+    )
+    pairs = results["top_confusions"][:8]
+    plot_image_grid(
+        np.stack([curves["pair_means"][(p["true"], p["predicted"])] for p in pairs]),
+        [f"{p['true']} as {p['predicted']} ({p['count']})" for p in pairs],
+        out / FIGURES["pairs"],
+        "average image of each frequent confusion",
+    )
+    plot_image_grid(weight.reshape(10, 28, 28), [f"class {k}" for k in range(10)], out / FIGURES["templates"],
+                    "the learned weights as templates (red +, blue -)", cmap="RdBu_r", cols=5)  # fmt: skip
+
+
+def report(results: dict, source: str) -> str:
+    """The markdown page: headline, per-class table, confusions, calibration, and the figures."""
+    pc = results["per_class"]
+    lines = [
+        f"# Evaluation of `{source}`",
+        "",
+        f"On the {results['n']:,} MNIST test images: accuracy **{results['accuracy']:.2%}**, mean cross-entropy "
+        f"{results['loss']:.4f}, macro F1 {results['macro']['f1']:.4f}, expected calibration error "
+        f"{results['ece']:.4f}. Mean confidence {results['mean_confidence']['correct']:.1%} when right, "
+        f"{results['mean_confidence']['wrong']:.1%} when wrong.",
+        "",
+        "| class | precision | recall | F1 | support | ROC AUC | average precision |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k in range(10):
+        lines.append(
+            f"| {k} | {pc['precision'][k]:.4f} | {pc['recall'][k]:.4f} | {pc['f1'][k]:.4f} | {pc['support'][k]} | "
+            f"{results['roc_auc'][k]:.4f} | {results['average_precision'][k]:.4f} |"
+        )
+    lines += ["", "Most common confusions:", "", "| true | predicted as | count |", "| ---: | ---: | ---: |"]
+    lines += [f"| {c['true']} | {c['predicted']} | {c['count']} |" for c in results["top_confusions"]]
+    lines += [""] + [f"![{name}]({file})" for name, file in FIGURES.items()] + [""]
+    return "\n".join(lines)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m lr_from_scratch.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a run folder (of either package) or a model.npz")
+    parser.add_argument(
+        "--data-dir", help="folder with the MNIST IDX files (default: $LR_FROM_SCRATCH_DATA or ~/.cache)"
+    )
+    parser.add_argument("--out", metavar="DIR", help="where to write (default: beside the model)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    path = Path(args.model)
+    saved = load_model(path)
+    if saved.weight.shape != (10, 784):
+        raise UserError(f"{path}: weight has shape {saved.weight.shape}, expected (10, 784) for MNIST")
+    mnist = load_mnist(args.data_dir, progress=not args.no_progress)
+    results, curves = evaluate_model(
+        saved.weight, saved.bias, saved.mean, saved.std, mnist.test_images, mnist.test_labels
+    )
+    out = Path(args.out) if args.out else (path if path.is_dir() else path.parent)
+    write_figures(results, curves, saved.weight, mnist.test_images, out)
+    write_json(out / "evaluation.json", results)
+    write_text(out / "report.md", report(results, str(path)))
+    print(
+        f"accuracy {results['accuracy']:.2%}, macro F1 {results['macro']['f1']:.4f}, ECE {results['ece']:.4f}; "
+        f"most common confusion: {results['top_confusions'][0]['true']} as {results['top_confusions'][0]['predicted']}"
+    )
+    print(f"wrote {out}/: evaluation.json report.md {' '.join(FIGURES.values())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
