@@ -1,0 +1,101 @@
+"""``python -m lr_from_scratch.lr_find``: the learning-rate range test (Smith, 2015).
+
+One pass of SGD in which the learning rate grows exponentially from ``--start`` to ``--end``; the smoothed
+training loss against the rate shows where learning starts, where it is fastest and where it diverges. The
+suggested range runs from the rate of the steepest descent to a third of the rate at the lowest loss.
+Writes ``lr_find.png`` and ``lr_find.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .cli import ArgumentParser, run_cli
+from .config import TrainConfig
+from .data import epoch_order, load_mnist, prepare, rng
+from .errors import ConfigError
+from .files import write_json
+from .model import SoftmaxRegression, init_params
+from .optim import SGD
+from .plots import _figure, save
+
+
+def lr_range_test(x, y, start, end, steps, batch_size, momentum, seed=0, smoothing=0.98) -> dict:
+    """Rates and smoothed losses of the range test; stops early once the loss exceeds 4x its best."""
+    model = SoftmaxRegression(*init_params(x.shape[1], 10, "torch", rng(seed, "init"), x.dtype))
+    sgd = SGD([model.weight, model.bias], lr=start, momentum=momentum)
+    order = epoch_order(len(x), seed, 0)
+    rates, losses, average, best = [], [], 0.0, math.inf
+    with np.errstate(all="ignore"):
+        for i in range(steps):
+            sgd.lr = start * (end / start) ** (i / (steps - 1))
+            idx = order[(i * batch_size) % len(x) :][:batch_size]
+            loss, _, dw, db = model.forward_backward(x[idx], y[idx])
+            sgd.step([dw, db])
+            average = smoothing * average + (1 - smoothing) * loss
+            smoothed = average / (1 - smoothing ** (i + 1))  # bias-corrected, like Adam's moments
+            if not math.isfinite(smoothed) or smoothed > 4 * best:
+                break
+            best = min(best, smoothed)
+            rates.append(sgd.lr)
+            losses.append(smoothed)
+    rates, losses = np.array(rates), np.array(losses)
+    slope = np.gradient(losses, np.log(rates))
+    skip = max(5, len(rates) // 10)  # the smoothed loss is still settling over the first steps
+    lowest_at = int(np.argmin(losses))
+    steepest = float(rates[skip + np.argmin(slope[skip : max(lowest_at, skip + 1)])])
+    lowest = float(rates[lowest_at])
+    return {"rates": rates.tolist(), "losses": losses.tolist(), "steepest": steepest, "lowest_loss": lowest,
+            "suggested_range": [steepest, lowest / 3]}  # fmt: skip
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m lr_from_scratch.lr_find", description=__doc__.splitlines()[0])
+    parser.add_argument("--start", type=float, default=1e-5, help="first learning rate (default: 1e-5)")
+    parser.add_argument("--end", type=float, default=10.0, help="last learning rate (default: 10)")
+    parser.add_argument("--steps", type=int, default=400, help="SGD steps (default: 400)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: as for training)")
+    parser.add_argument("--out", default="runs/lr_find", metavar="DIR", help="where to write (default: runs/lr_find)")
+    return parser
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 < args.start < args.end:
+        raise ConfigError(f"need 0 < --start < --end, got --start {args.start} and --end {args.end}")
+    if args.steps < 10:
+        raise ConfigError(f"--steps must be an integer >= 10, got {args.steps}")
+    config = TrainConfig(batch_size=args.batch_size, momentum=args.momentum).validate()
+    splits = prepare(load_mnist(args.data_dir), config)
+    x, y = splits.scaled(splits.train, config.dtype)
+    result = lr_range_test(x, y, args.start, args.end, args.steps, config.batch_size, config.momentum)
+    out = Path(args.out)
+    fig = _figure(figsize=(7, 4))
+    ax = fig.subplots()
+    ax.plot(result["rates"], result["losses"])
+    ax.axvspan(*result["suggested_range"], alpha=0.2, color="green", label="suggested range")
+    ax.axvline(result["steepest"], color="green", linestyle="--", label=f"steepest descent {result['steepest']:.2g}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss",
+           title=f"learning-rate range test (batch {config.batch_size}, momentum {config.momentum})")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save(fig, out / "lr_find.png")
+    write_json(out / "lr_find.json", result)
+    low, high = result["suggested_range"]
+    print(f"steepest descent at lr {result['steepest']:.3g}; suggested range {low:.3g} to {high:.3g}")
+    print(f"wrote {out}/: lr_find.png lr_find.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

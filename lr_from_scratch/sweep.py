@@ -1,0 +1,85 @@
+"""``python -m lr_from_scratch.sweep``: test accuracy and training time against the batch size.
+
+Trains with each ``--batch-sizes`` for ``--epochs`` epochs (other options at their defaults, learning rate
+unchanged), through the same loop as ``python -m lr_from_scratch.train``, and plots both curves. Small
+batches take more, noisier steps per epoch; large ones fewer, smoother ones, each making better use of the
+hardware. Writes ``batch_sweep.png`` and ``batch_sweep.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .backends import make_backend
+from .cli import ArgumentParser, run_cli
+from .config import BACKENDS, TrainConfig
+from .data import load_mnist, prepare
+from .errors import ConfigError
+from .files import write_json
+from .plots import _figure, save
+from .trainer import fit
+
+
+def sweep(mnist, batch_sizes, epochs, backend) -> list[dict]:
+    rows = []
+    for batch_size in batch_sizes:
+        config = TrainConfig(batch_size=batch_size, epochs=epochs, backend=backend).validate()
+        splits = prepare(mnist, config)
+        model = make_backend(config, splits)
+        state = fit(model, config, len(splits.train), progress=False, log=None)
+        model.load_state({"weight": state.best_weight, "bias": state.best_bias})
+        rows.append({"batch_size": batch_size, "test_accuracy": model.evaluate("test")[1],
+                     "train_seconds": state.train_seconds, "epochs_run": len(state.history)})  # fmt: skip
+        print(f"batch {batch_size:>5}: test accuracy {rows[-1]['test_accuracy']:.2%}, {state.train_seconds:.2f} s")
+    return rows
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m lr_from_scratch.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024", help="comma-separated")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per batch size (default: 5)")
+    parser.add_argument("--backend", choices=BACKENDS[:2], default="numba")
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: as for training)")
+    parser.add_argument("--out", default="runs/sweep", metavar="DIR", help="where to write (default: runs/sweep)")
+    return parser
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.batch_sizes.split(",")]
+    except ValueError:
+        raise ConfigError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
+    TrainConfig(epochs=args.epochs).validate()
+    for size in sizes:
+        TrainConfig(batch_size=size).validate()
+    mnist = load_mnist(args.data_dir)
+    if args.backend == "numba":
+        from .kernels import warm_up
+
+        warm_up("float32")
+    rows = sweep(mnist, sizes, args.epochs, args.backend)
+    out = Path(args.out)
+    fig = _figure(figsize=(9, 3.8))
+    left, right = fig.subplots(1, 2)
+    sizes = [r["batch_size"] for r in rows]
+    left.plot(sizes, [r["test_accuracy"] for r in rows], "o-")
+    left.set(xscale="log", xlabel="batch size", ylabel="test accuracy", title=f"accuracy after {args.epochs} epochs")
+    right.plot(sizes, [r["train_seconds"] for r in rows], "o-")
+    right.set(xscale="log", yscale="log", xlabel="batch size", ylabel="seconds of training",
+              title=f"training time ({args.backend} backend)")  # fmt: skip
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+    save(fig, out / "batch_sweep.png")
+    write_json(out / "batch_sweep.json", rows)
+    print(f"wrote {out}/: batch_sweep.png batch_sweep.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

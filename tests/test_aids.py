@@ -1,0 +1,55 @@
+"""The exploration and training-aid commands: explore, lr_find, sweep."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lr_from_scratch import explore, lr_find, sweep
+
+from .conftest import assert_one_line_error
+
+
+def test_explore_writes_figures_and_a_summary(tmp_path, capsys):
+    assert explore.main(["--out", str(tmp_path), "--no-progress"]) == 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Pixel mean 0.1307 and standard deviation 0.3081" in summary
+    assert "80.9% of the pixels are 0" in summary
+    for name in explore.FIGURES.values():
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+        assert f"({name})" in summary
+
+
+def test_lr_range_test_suggests_a_range_around_the_fastest_descent(tmp_path, capsys):
+    assert lr_find.main(["--steps", "150", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "lr_find.json").read_text())
+    low, high = result["suggested_range"]
+    assert 1e-5 < low == result["steepest"] < high < result["lowest_loss"] < 10
+    assert result["losses"][-1] > min(result["losses"])  # the sweep went past the best rate
+    assert (tmp_path / "lr_find.png").exists()
+
+
+def test_batch_size_sweep(tmp_path, capsys):
+    assert sweep.main(["--batch-sizes", "256,1024", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "batch_sweep.json").read_text())
+    assert [r["batch_size"] for r in rows] == [256, 1024]
+    assert all(0.85 < r["test_accuracy"] < 1 and r["train_seconds"] > 0 for r in rows)
+    assert (tmp_path / "batch_sweep.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        (lr_find, ["--start", "0"], "need 0 < --start < --end, got --start 0.0"),
+        (lr_find, ["--start", "1", "--end", "0.1"], "need 0 < --start < --end"),
+        (lr_find, ["--steps", "3"], "--steps must be an integer >= 10, got 3"),
+        (sweep, ["--batch-sizes", "64,lots"], "--batch-sizes must be comma-separated integers"),
+        (sweep, ["--batch-sizes", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (sweep, ["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path, capsys, command, args, expected):
+    code = command.main([*args, "--out", str(tmp_path / "x")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, expected)
+    assert not (tmp_path / "x").exists()
