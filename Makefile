@@ -5,7 +5,7 @@ PIP_ARGS ?=
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: train test bench lint format clean
+.PHONY: train test bench report figures docs lint format clean
 
 train: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.train $(ARGS)
@@ -16,6 +16,24 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
 	@echo "The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so every line of them runs:"
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+# Every figure of the docs, from the project's own commands (about a minute).
+figures: $(VENV)/.installed
+	rm -rf runs/docs-figures
+	$(BIN)/python -m lr_from_scratch.explore --out docs/figures/explore --no-progress
+	$(BIN)/python -m lr_from_scratch.train --out runs/docs-figures --no-progress
+	$(BIN)/python -m lr_from_scratch.evaluate runs/docs-figures/model.npz --out docs/figures/evaluation --no-progress
+	mkdir -p docs/figures/training && cp runs/docs-figures/curves.png docs/figures/training/curves.png
+	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training
+	$(BIN)/python -m lr_from_scratch.sweep --out docs/figures/training
+
+# The benchmarks page, docs/benchmarks.md (a few minutes).
+report: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.report
+
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest --benchmark-only -q $(ARGS)
@@ -31,7 +49,7 @@ format: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev,docs]'
 	touch $@
 
 clean:

@@ -1,0 +1,68 @@
+"""The docs: figures come from the project's commands, and the numbers quoted in the text match them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .conftest import REPO
+
+DOCS = REPO / "docs"
+
+
+def test_every_image_the_docs_show_exists():
+    for page in DOCS.glob("*.md"):
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
+            assert (DOCS / target).is_file(), f"{page.name} shows {target}, which is missing"
+
+
+def test_evaluation_chapter_quotes_the_evaluation_output():
+    r = json.loads((DOCS / "figures/evaluation/evaluation.json").read_text())
+    text = " ".join((DOCS / "evaluation.md").read_text().split())  # line breaks do not matter
+    f1, auc, ap = r["per_class"]["f1"], r["roc_auc"], r["average_precision"]
+    quoted = [
+        f"{r['accuracy']:.2%}",
+        f"macro F1 {r['macro']['f1']:.4f}",
+        f"F1 {f1[0]:.4f} and {f1[1]:.4f}",
+        f"F1 {f1[5]:.4f} and {f1[8]:.4f}",
+        f"ECE is {r['ece']:.4f}",
+        f"{r['mean_confidence']['correct']:.1%} when it is right and {r['mean_confidence']['wrong']:.1%}",
+        f"at least {min(auc):.4f} for every class (the lowest is class {auc.index(min(auc))})",
+        f"lowest for class {ap.index(min(ap))} ({min(ap):.4f})",
+    ]
+    top = r["top_confusions"]
+    quoted += [f"{top[0]['true']} read as {top[0]['predicted']} ({top[0]['count']} times)"]
+    quoted += [f"{c['true']} read as {c['predicted']} ({c['count']})" for c in top[1:3]]
+    for snippet in quoted:
+        assert snippet in text, f"evaluation.md should say {snippet!r} (from evaluation.json)"
+
+
+def test_training_chapter_quotes_the_aids_output():
+    lr = json.loads((DOCS / "figures/training/lr_find.json").read_text())
+    sweep = {r["batch_size"]: r for r in json.loads((DOCS / "figures/training/batch_sweep.json").read_text())}
+    text = " ".join((DOCS / "training.md").read_text().split())
+    low, high = lr["suggested_range"]
+    best = max(sweep.values(), key=lambda r: r["test_accuracy"])
+    for snippet in (
+        f"from {low:.4f} to {high:.3f}",
+        f"batch {best['batch_size']} does best ({best['test_accuracy']:.2%})",
+        f"batch 16 reaches {sweep[16]['test_accuracy']:.2%}",
+    ):
+        assert snippet in text, f"training.md should say {snippet!r} (from the lr_find and sweep outputs)"
+
+
+def test_benchmark_figures_quoted_in_readme_and_fast_chapter_match_the_report():
+    r = json.loads((DOCS / "benchmarks.json").read_text())
+    epoch, reached = r["epoch_samples_per_second"], r["time_to_92"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    fast = " ".join((DOCS / "fast.md").read_text().split())
+    for size in ("64", "256", "1024", "8192"):
+        numba = epoch["numba"][size]
+        row = (
+            f"| {size} | {numba:,.0f} | {numba / epoch['numpy'][size]:.1f}x | {numba / epoch['torch-cpu'][size]:.1f}x |"
+        )
+        assert row in fast, f"fast.md should have the row {row!r} (from benchmarks.json)"
+        assert f"{numba:,.0f}" in readme and f"{epoch['torch-cpu'][size]:,.0f}" in readme
+    for impl in ("numba", "numpy", "torch-cpu", "scikit-learn"):
+        seconds = f"{reached[impl]['seconds']:.2f} s"
+        assert seconds in readme and seconds in fast, f"{impl}'s time to 92% ({seconds}) should be quoted"
