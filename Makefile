@@ -13,10 +13,10 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
-	@echo "The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so every line of them runs:"
-	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	@echo "The kernels as plain Python first (NUMBA_DISABLE_JIT=1), so every line of them runs; then everything:"
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
+	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
 
 # Every figure of the docs, from the project's own commands (about a minute).
 figures: $(VENV)/.installed
