@@ -18,7 +18,7 @@ test: $(VENV)/.installed
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
 	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
 
-# Every figure of the docs, from the project's own commands (about a minute).
+# Every figure of the docs, from the project's own commands (about three minutes, the benchmarks page included).
 figures: $(VENV)/.installed
 	rm -rf runs/docs-figures
 	$(BIN)/python -m lr_from_scratch.explore --out docs/figures/explore --no-progress
@@ -27,8 +27,9 @@ figures: $(VENV)/.installed
 	mkdir -p docs/figures/training && cp runs/docs-figures/curves.png docs/figures/training/curves.png
 	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training
 	$(BIN)/python -m lr_from_scratch.sweep --out docs/figures/training
+	$(BIN)/python -m benchmarks.report --no-progress
 
-# The benchmarks page, docs/benchmarks.md (a few minutes).
+# The benchmarks page alone, docs/benchmarks.md (about two minutes).
 report: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.report
 
