@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lr_from_scratch.cli import ArgumentParser, run_cli
 from lr_from_scratch.data import load_mnist
-from lr_from_scratch.errors import ConfigError
+from lr_from_scratch.errors import ConfigError, UserError
 from lr_from_scratch.files import write_bytes, write_json, write_text
 
 from .impls import (
@@ -35,6 +35,7 @@ from .impls import (
 )
 
 BASELINE = "torch-cpu"  # "PyTorch CPU eager": what the ratios are relative to
+QUOTED = ("numba", "numpy", "torch-cpu")  # what README.md and docs/fast.md quote
 #: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
 #: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
 SETTLE_S = 0.3
@@ -252,6 +253,50 @@ def figure(result: dict) -> bytes:
     return buf.getvalue()
 
 
+def quoted_regions(result: dict) -> dict[str, str]:
+    """The figures README.md and docs/fast.md quote, by marker name, so they always match the page."""
+    rates, t92 = result["epoch_samples_per_second"], result.get("time_to_92", {})
+    sizes = [str(s) for s in result["batch_sizes"]]
+    roof = result["peak_gflops"] * 1e9 / DENSE_FLOP_PER_SAMPLE
+    names = {"numba": "lr_from_scratch, Numba", "numpy": "lr_from_scratch, NumPy",
+             "torch-cpu": "torch_ref, CPU, tensors", "torch-cpu-dataloader": "torch_ref, CPU, DataLoader"}  # fmt: skip
+    readme = [
+        "| epoch samples/s | " + " | ".join(f"batch {s}" for s in sizes) + " |",
+        "| --- |" + " ---: |" * len(sizes),
+    ]
+    readme += [
+        f"| {names[k]} | " + " | ".join(f"{rates[k][s]:,.0f}" for s in sizes) + " |" for k in names if k in rates
+    ]
+    fast = ["| batch | samples/s | vs NumPy backend | vs PyTorch CPU eager | dense roofline |", "|" + " ---: |" * 5]
+    numba, numpy_, torch_ = rates["numba"], rates["numpy"], rates["torch-cpu"]
+    for s in sizes:
+        ratios = f"{numba[s] / numpy_[s]:.1f}x | {numba[s] / torch_[s]:.1f}x | {numba[s] / roof:.0%}"
+        fast.append(f"| {s} | {numba[s]:,.0f} | {ratios} |")
+    if t92:
+        sec = {k: f"{v['seconds']:.2f} s" for k, v in t92.items()}
+        readme += [
+            "",
+            f"Time to 92% test accuracy with the defaults: {sec['numba']} of training (Numba), {sec['numpy']} "
+            f"(NumPy), {sec['torch-cpu']} (PyTorch CPU), {sec['scikit-learn']} (scikit-learn's `LogisticRegression`).",
+        ]
+        fast += ["", f"It reached 92% test accuracy with the defaults after {sec['numba']} of training, against "
+                 f"{sec['numpy']} for NumPy, {sec['torch-cpu']} for PyTorch CPU and {sec['scikit-learn']} for "
+                 "scikit-learn's `LogisticRegression`."]  # fmt: skip
+    return {"readme": "\n".join(readme), "fast": "\n".join(fast)}
+
+
+def update_quotes(result: dict, files: dict[str, Path]) -> None:
+    """Rewrite the text between ``<!-- benchmarks:NAME -->`` and ``<!-- /benchmarks:NAME -->`` in each file."""
+    for name, text in quoted_regions(result).items():
+        path = files[name]
+        page = path.read_text()
+        begin, end = f"<!-- benchmarks:{name} -->\n", f"\n<!-- /benchmarks:{name} -->"
+        if begin not in page or end not in page:
+            raise UserError(f"{path}: markers {begin.strip()} ... {end.strip()} not found; cannot update its figures")
+        head, rest = page.split(begin, 1)
+        write_text(path, head + begin + text + end + rest.split(end, 1)[1])
+
+
 def _main(argv) -> int:
     opts = parse(argv)
     result = run(opts)
@@ -261,6 +306,10 @@ def _main(argv) -> int:
     write_bytes(out / f"{name}.png", figure(result))
     write_text(out / f"{name}.md", markdown(result, name, command.strip()))
     print(f"wrote {out / name}.md, .png and .json")
+    repo = Path(__file__).resolve().parent.parent
+    if out.resolve() == (repo / "docs").resolve() and name == "benchmarks" and set(QUOTED) <= set(opts["impls"]):
+        update_quotes(result, {"readme": repo / "README.md", "fast": repo / "docs" / "fast.md"})
+        print("updated the figures README.md and docs/fast.md quote")
     return 0
 
 

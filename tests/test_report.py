@@ -50,3 +50,32 @@ def test_bad_options_are_one_line(tmp_path, capsys, args, expected):
     code = main([*args, "--out", str(tmp_path / "x")])
     assert_one_line_error((code, capsys.readouterr().err), 2, expected)
     assert not (tmp_path / "x").exists()
+
+
+def test_quoted_figures_are_rewritten_between_their_markers(tmp_path):
+    from benchmarks.report import update_quotes
+    from lr_from_scratch.errors import UserError
+
+    sizes = [64, 1024]
+    result = {
+        "batch_sizes": sizes,
+        "peak_gflops": 200.0,
+        "epoch_samples_per_second": {
+            impl: {str(s): rate * s for s in sizes}
+            for impl, rate in (("numba", 3e4), ("numpy", 1e4), ("torch-cpu", 5e3))
+        },
+        "time_to_92": {
+            k: {"seconds": v} for k, v in (("numba", 0.2), ("numpy", 0.5), ("torch-cpu", 1.0), ("scikit-learn", 3.0))
+        },
+    }
+    readme, fast = tmp_path / "README.md", tmp_path / "fast.md"
+    readme.write_text("intro\n<!-- benchmarks:readme -->\nold\n<!-- /benchmarks:readme -->\noutro\n")
+    fast.write_text("a\n<!-- benchmarks:fast -->\nold\n<!-- /benchmarks:fast -->\nb\n")
+    update_quotes(result, {"readme": readme, "fast": fast})
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| lr_from_scratch, Numba | 1,920,000 | 30,720,000 |" in text and "0.20 s of training (Numba)" in text
+    assert "| 64 | 1,920,000 | 3.0x | 6.0x |" in fast.read_text()
+    fast.write_text("no markers here\n")
+    with pytest.raises(UserError, match="markers <!-- benchmarks:fast --> ... <!-- /benchmarks:fast --> not found"):
+        update_quotes(result, {"readme": readme, "fast": fast})
