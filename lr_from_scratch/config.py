@@ -10,7 +10,8 @@ from .errors import ConfigError
 from .model import INITS
 
 DTYPES = ("float32", "float64")
-BACKENDS = ("numba", "numpy", "torch")  # torch: trained by torch_ref
+SCRATCH_BACKENDS = ("numba", "numpy")  #: the backends of lr_from_scratch itself
+BACKENDS = (*SCRATCH_BACKENDS, "torch")  #: torch: a run of torch_ref
 
 
 @dataclass(frozen=True)

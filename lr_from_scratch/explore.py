@@ -15,7 +15,7 @@ import numpy as np
 from .cli import ArgumentParser, run_cli
 from .data import load_mnist
 from .files import write_text
-from .plots import DIGITS, _figure, plot_image_grid, save
+from .plots import DIGITS, figure, plot_image_grid, save
 
 FIGURES = {
     "classes": "class_distribution.png",
@@ -57,7 +57,7 @@ def explore(mnist, out: Path) -> dict:
 
 
 def plot_class_distribution(counts: dict, path: Path) -> None:
-    fig = _figure(figsize=(7, 3.5))
+    fig = figure(figsize=(7, 3.5))
     ax = fig.subplots()
     for offset, (name, c) in zip((-0.2, 0.2), counts.items(), strict=True):
         ax.bar(np.arange(10) + offset, c / c.sum(), width=0.4, label=f"{name} ({c.sum():,})")
@@ -67,7 +67,7 @@ def plot_class_distribution(counts: dict, path: Path) -> None:
 
 
 def plot_pixel_maps(train: np.ndarray, path: Path) -> None:
-    fig = _figure(figsize=(8, 3.5))
+    fig = figure(figsize=(8, 3.5))
     for ax, name, image in zip(
         fig.subplots(1, 2), ("mean", "std"), (train.mean(axis=0), train.std(axis=0)), strict=True
     ):
@@ -78,7 +78,7 @@ def plot_pixel_maps(train: np.ndarray, path: Path) -> None:
 
 
 def plot_brightness_contrast(brightness: np.ndarray, contrast: np.ndarray, labels: np.ndarray, path: Path) -> None:
-    fig = _figure(figsize=(9, 3.5))
+    fig = figure(figsize=(9, 3.5))
     for ax, values, name in zip(fig.subplots(1, 2), (brightness, contrast), ("brightness", "contrast"), strict=True):
         for k in (0, 1, 8):
             ax.hist(values[labels == k], bins=50, alpha=0.5, density=True, label=f"digit {k}")

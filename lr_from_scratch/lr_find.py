@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .files import write_json
 from .model import SoftmaxRegression, init_params
 from .optim import SGD
-from .plots import _figure, save
+from .plots import figure, save
 
 
 def lr_range_test(x, y, start, end, steps, batch_size, momentum, seed=0, smoothing=0.98) -> dict:
@@ -76,7 +76,7 @@ def _main(argv) -> int:
     x, y = splits.scaled(splits.train, config.dtype)
     result = lr_range_test(x, y, args.start, args.end, args.steps, config.batch_size, config.momentum)
     out = Path(args.out)
-    fig = _figure(figsize=(7, 4))
+    fig = figure(figsize=(7, 4))
     ax = fig.subplots()
     ax.plot(result["rates"], result["losses"])
     ax.axvspan(*result["suggested_range"], alpha=0.2, color="green", label="suggested range")

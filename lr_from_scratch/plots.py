@@ -12,7 +12,8 @@ from .files import write_bytes
 DIGITS = [str(k) for k in range(10)]
 
 
-def _figure(**kwargs):
+def figure(**kwargs):
+    """A matplotlib ``Figure`` with constrained layout, not attached to pyplot (so no display is needed)."""
     from matplotlib.figure import Figure
 
     return Figure(layout="constrained", **kwargs)
@@ -28,7 +29,7 @@ def save(fig, path: Path) -> None:
 def plot_history(history: list[dict], path: Path, title: str = "") -> None:
     """Loss and accuracy per epoch, train and validation, side by side."""
     epochs = [row["epoch"] for row in history]
-    fig = _figure(figsize=(10, 4))
+    fig = figure(figsize=(10, 4))
     for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("cross-entropy", "accuracy"), strict=True):
         ax.plot(epochs, [row[f"train_{metric}"] for row in history], "o-", label="train")
         val = [
@@ -49,7 +50,7 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
 
 def plot_confusion(cm: np.ndarray, path: Path) -> None:
     """The confusion matrix, counts written in each cell."""
-    fig = _figure(figsize=(6.5, 5.5))
+    fig = figure(figsize=(6.5, 5.5))
     ax = fig.subplots()
     image = ax.imshow(np.log1p(cm), cmap="Blues")
     for (i, j), count in np.ndenumerate(cm):
@@ -61,7 +62,7 @@ def plot_confusion(cm: np.ndarray, path: Path) -> None:
 
 def plot_curves(curves: dict[int, tuple], areas: dict[int, float], path: Path, kind: str) -> None:
     """One-vs-rest ROC (``kind="roc"``: x = FPR, y = TPR) or precision-recall curves, one line per class."""
-    fig = _figure(figsize=(6, 5))
+    fig = figure(figsize=(6, 5))
     ax = fig.subplots()
     name = "AUC" if kind == "roc" else "AP"
     for k, (x, y) in curves.items():
@@ -78,7 +79,7 @@ def plot_curves(curves: dict[int, tuple], areas: dict[int, float], path: Path, k
 
 def plot_reliability(cal: dict, path: Path) -> None:
     """Reliability diagram: accuracy against confidence per bin, and how many samples fall in each bin."""
-    fig = _figure(figsize=(9, 4))
+    fig = figure(figsize=(9, 4))
     left, right = fig.subplots(1, 2)
     centers, width = (cal["edges"][:-1] + cal["edges"][1:]) / 2, np.diff(cal["edges"])
     filled = cal["counts"] > 0
@@ -93,7 +94,7 @@ def plot_reliability(cal: dict, path: Path) -> None:
 
 def plot_confidence(confidence: np.ndarray, correct: np.ndarray, path: Path) -> None:
     """Distribution of the top-class confidence, correct against wrong predictions."""
-    fig = _figure(figsize=(6, 4))
+    fig = figure(figsize=(6, 4))
     ax = fig.subplots()
     bins = np.linspace(0, 1, 41)
     ax.hist(confidence[correct], bins=bins, alpha=0.6, density=True, label=f"correct ({correct.sum()})")
@@ -110,7 +111,7 @@ def plot_image_grid(
     is centred on 0."""
     cols = min(cols, len(images))
     rows = -(-len(images) // cols)
-    fig = _figure(figsize=(1.6 * cols, 1.9 * rows + 0.4))
+    fig = figure(figsize=(1.6 * cols, 1.9 * rows + 0.4))
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.axis("off")

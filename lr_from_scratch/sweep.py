@@ -13,11 +13,11 @@ from pathlib import Path
 
 from .backends import make_backend
 from .cli import ArgumentParser, run_cli
-from .config import BACKENDS, TrainConfig
+from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import load_mnist, prepare
 from .errors import ConfigError
 from .files import write_json
-from .plots import _figure, save
+from .plots import figure, save
 from .trainer import fit
 
 
@@ -39,7 +39,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per batch size (default: 5)")
-    parser.add_argument("--backend", choices=BACKENDS[:2], default="numba")
+    parser.add_argument("--backend", choices=SCRATCH_BACKENDS, default="numba")
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: as for training)")
     parser.add_argument("--out", default="runs/sweep", metavar="DIR", help="where to write (default: runs/sweep)")
     return parser
@@ -61,7 +61,7 @@ def _main(argv) -> int:
         warm_up("float32")
     rows = sweep(mnist, sizes, args.epochs, args.backend)
     out = Path(args.out)
-    fig = _figure(figsize=(9, 3.8))
+    fig = figure(figsize=(9, 3.8))
     left, right = fig.subplots(1, 2)
     sizes = [r["batch_size"] for r in rows]
     left.plot(sizes, [r["test_accuracy"] for r in rows], "o-")

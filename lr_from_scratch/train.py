@@ -10,7 +10,7 @@ import sys
 from .backends import make_backend
 from .cli import run_cli
 from .command import Recipe, run_training
-from .config import TrainConfig
+from .config import SCRATCH_BACKENDS, TrainConfig
 
 
 def compile_kernels(config: TrainConfig, args) -> dict:
@@ -27,7 +27,7 @@ def compile_kernels(config: TrainConfig, args) -> dict:
 
 RECIPE = Recipe(
     prog="python -m lr_from_scratch.train",
-    backends=("numba", "numpy"),
+    backends=SCRATCH_BACKENDS,
     make_backend=lambda config, splits, args: make_backend(config, splits),
     set_up=compile_kernels,
 )
