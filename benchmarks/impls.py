@@ -72,24 +72,28 @@ class Bench:
         return self.backend.evaluate("test")[1]
 
 
-def build(name: str, mnist, batch_size: int) -> Bench:
-    """The implementation ``name`` at ``batch_size``, compiled and warmed up: the next call is a steady one."""
+def _backend(name: str, config: TrainConfig, splits):
+    """The backend of implementation ``name``, kernels compiled (outside any timing); TF32 off on CUDA."""
     backend_name, device, loader = IMPLEMENTATIONS[name]
-    config = TrainConfig(batch_size=batch_size, val_split=0.0, lr_step=0, backend=backend_name)
-    splits = prepare(mnist, config)
     if backend_name == "torch":
         import torch
 
         from torch_ref.backend import TorchBackend
 
         torch.backends.cuda.matmul.allow_tf32 = False
-        backend = TorchBackend(config, splits, torch.device(device), loader)
-    else:
-        if backend_name == "numba":
-            from lr_from_scratch.kernels import warm_up
+        return TorchBackend(config, splits, torch.device(device), loader)
+    if backend_name == "numba":
+        from lr_from_scratch.kernels import warm_up
 
-            warm_up(config.dtype)
-        backend = make_backend(config, splits)
+        warm_up(config.dtype)
+    return make_backend(config, splits)
+
+
+def build(name: str, mnist, batch_size: int) -> Bench:
+    """The implementation ``name`` at ``batch_size``, compiled and warmed up: the next call is a steady one."""
+    config = TrainConfig(batch_size=batch_size, val_split=0.0, lr_step=0, backend=IMPLEMENTATIONS[name][0])
+    splits = prepare(mnist, config)
+    backend = _backend(name, config, splits)
     bench = Bench(backend, len(splits.train), batch_slices(len(splits.train), batch_size))
     bench.step()  # warm-up: allocator, caches, CUDA context and kernels
     bench.infer()
@@ -127,21 +131,9 @@ def time_to_accuracy(mnist, name: str, target: float = 0.92) -> dict:
     """
     from lr_from_scratch.trainer import fit
 
-    backend_name, device, loader = IMPLEMENTATIONS[name]
-    config = TrainConfig(backend=backend_name)
+    config = TrainConfig(backend=IMPLEMENTATIONS[name][0])
     splits = prepare(mnist, config)
-    if backend_name == "torch":
-        import torch
-
-        from torch_ref.backend import TorchBackend
-
-        backend = TorchBackend(config, splits, torch.device(device), loader)
-    else:
-        if backend_name == "numba":
-            from lr_from_scratch.kernels import warm_up
-
-            warm_up(config.dtype)
-        backend = make_backend(config, splits)
+    backend = _backend(name, config, splits)
     reached = {"seconds": None, "epoch": None}
 
     def check(state):

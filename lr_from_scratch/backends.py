@@ -160,3 +160,16 @@ def make_backend(config: TrainConfig, splits) -> NumpyBackend | NumbaBackend:
     val = splits.scaled(splits.val, config.dtype) if splits.val is not None else None
     train, test = splits.scaled(splits.train, config.dtype), splits.scaled(splits.test, config.dtype)
     return NumpyBackend(SoftmaxRegression(weight, bias), config, train, val, test)
+
+
+def array_backend(config: TrainConfig, weight, bias, train, val=None) -> NumpyBackend | NumbaBackend:
+    """A backend of kind ``config.backend`` over feature arrays ``(x (n, D) float, y (n,) int)``, taken as they
+    are (no scaling): what the scikit-learn style estimator trains."""
+    if config.backend == "numba":
+        from .kernels import SparseRows
+
+        def rows(part):
+            return None if part is None else (SparseRows.from_dense(part[0]), part[1])
+
+        return NumbaBackend(weight, bias, config, 1.0, 0.0, rows(train), rows(val))
+    return NumpyBackend(SoftmaxRegression(weight, bias), config, train, val)

@@ -14,11 +14,11 @@ import dataclasses
 
 import numpy as np
 
-from .backends import NumpyBackend
-from .config import TrainConfig
+from .backends import array_backend
+from .config import SCRATCH_BACKENDS, TrainConfig
 from .data.pipeline import rng, split_for
 from .functional import softmax
-from .model import SoftmaxRegression
+from .model import init_params
 from .trainer import fit
 
 #: The estimator's parameters: every training option except the MNIST-specific ``normalize`` and ``limit``.
@@ -66,6 +66,8 @@ class SoftmaxRegressionClassifier:
     def fit(self, X, y) -> SoftmaxRegressionClassifier:
         """Train on ``X`` (N, D) numeric and ``y`` (N,) labels; returns ``self``."""
         config = TrainConfig(**self.get_params(), normalize=False).validate()
+        if config.backend not in SCRATCH_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(SCRATCH_BACKENDS)}, got {config.backend!r}")
         X = _check_X(X, config.dtype)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -74,11 +76,9 @@ class SoftmaxRegressionClassifier:
         if len(self.classes_) < 2:
             raise ValueError(f"y has {len(self.classes_)} class, expected at least 2")
         train_idx, val_idx = split_for(len(X), config)
-        model = SoftmaxRegression.initialised(
-            X.shape[1], len(self.classes_), config.init, rng(config.seed, "init"), config.dtype
-        )
+        weight, bias = init_params(X.shape[1], len(self.classes_), config.init, rng(config.seed, "init"), config.dtype)
         val = (X[val_idx], y_idx[val_idx]) if len(val_idx) else None
-        backend = NumpyBackend(model, config, (X[train_idx], y_idx[train_idx]), val)
+        backend = array_backend(config, weight, bias, (X[train_idx], y_idx[train_idx]), val)
         state = fit(backend, config, len(train_idx), has_val=val is not None, progress=False, log=None)
         self.weight_, self.bias_ = state.best_weight, state.best_bias
         self.n_features_in_ = X.shape[1]
