@@ -30,7 +30,10 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 #: Fast-math flags for every kernel: all of them but ``nnan`` and ``ninf``, which would let LLVM delete
 #: ``isfinite`` checks and break NaN propagation.
@@ -39,6 +42,11 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 LANES = 16
 #: Batches at least this large split across threads; smaller ones run serially.
 PARALLEL_MIN_BATCH = 128
+#: While training on one image, the kernel asks the memory system for the image this many places ahead.
+PREFETCH_AHEAD = 4
+# Row offsets are uint64: an unsigned index needs no negative-index check, which saves about a third of the
+# instructions of the pixel loops. Arithmetic on them stays unsigned through these constants.
+_ONE, _TWO = np.uint64(1), np.uint64(2)
 
 
 @contextlib.contextmanager
@@ -65,7 +73,7 @@ class SparseRows:
     ``indices[indptr[i]:indptr[i+1]]`` (column numbers, uint16) with values ``values[...]`` (uint8 or float).
     """
 
-    indptr: np.ndarray  # int64 (n + 1,)
+    indptr: np.ndarray  # uint64 (n + 1,)
     indices: np.ndarray  # uint16 (nnz,)
     values: np.ndarray  # uint8 or float (nnz,)
     n_features: int
@@ -77,26 +85,40 @@ class SparseRows:
         if x.shape[1] > np.iinfo(np.uint16).max:
             raise ValueError(f"{x.shape[1]} features, at most {np.iinfo(np.uint16).max} supported")
         mask = x != 0
-        indptr = np.zeros(len(x) + 1, dtype=np.int64)
+        indptr = np.zeros(len(x) + 1, dtype=np.uint64)
         np.cumsum(mask.sum(axis=1), out=indptr[1:])
         return cls(indptr, np.nonzero(mask)[1].astype(np.uint16), x[mask], x.shape[1])
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
 
-    def take(self, order: np.ndarray) -> SparseRows:
-        """The rows in the order ``order`` (like ``np.take``), copied so that they lie one after another.
 
-        The training kernel then streams through memory instead of jumping to a random row at every sample;
-        on MNIST the copy costs less than the cache misses it saves.
-        """
-        lengths = np.diff(self.indptr)[order]
-        indptr = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        indices = np.empty(indptr[-1], dtype=self.indices.dtype)
-        values = np.empty(indptr[-1], dtype=self.values.dtype)
-        _take_rows(self.indptr, self.indices, self.values, order, indptr, indices, values)
-        return SparseRows(indptr, indices, values, self.n_features)
+if numba.config.DISABLE_JIT:
+
+    def _prefetch(array, index):
+        """Plain Python (``NUMBA_DISABLE_JIT=1``): there is nothing to prefetch."""
+
+else:
+
+    @intrinsic
+    def _prefetch(typingctx, array, index):
+        """Ask the memory system for the cache line of ``array[index]`` (LLVM's ``llvm.prefetch``, a hint that
+        never faults and never waits), so that it is in cache by the time the kernel reads it."""
+
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            struct = context.make_array(array_type)(context, builder, args[0])
+            address = cgutils.get_item_pointer(context, builder, array_type, struct, [args[1]], wraparound=False)
+            byte_pointer = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0"
+            )
+            # read (0), keep in every cache level (3), data not instructions (1)
+            builder.call(fn, [builder.bitcast(address, byte_pointer), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(array, index), codegen
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -122,11 +144,11 @@ def _row_logits(indptr, indices, values, row, Wt, zero):
     y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = y8 = y9 = y10 = y11 = y12 = y13 = y14 = y15 = zero
     n_features = Wt.shape[0]
     lo, hi = indptr[row], indptr[row + 1]
-    for j in range(lo, hi - 1, 2):
-        d, e = indices[j], indices[j + 1]
+    for j in range(lo, hi - (hi - lo) % _TWO, _TWO):
+        d, e = indices[j], indices[j + _ONE]
         if d >= n_features or e >= n_features:  # never true: an early exit keeps the loop vectoriser off
             break
-        w, v, u, t = Wt[d], values[j], Wt[e], values[j + 1]
+        w, v, u, t = Wt[d], values[j], Wt[e], values[j + _ONE]
         z0 += w[0] * v
         y0 += u[0] * t
         z1 += w[1] * v
@@ -159,8 +181,8 @@ def _row_logits(indptr, indices, values, row, Wt, zero):
         y14 += u[14] * t
         z15 += w[15] * v
         y15 += u[15] * t
-    if (hi - lo) % 2:
-        w, v = Wt[indices[hi - 1]], values[hi - 1]
+    if (hi - lo) % _TWO:
+        w, v = Wt[indices[hi - _ONE]], values[hi - _ONE]
         z0 += w[0] * v
         z1 += w[1] * v
         z2 += w[2] * v
@@ -195,6 +217,17 @@ def _row_logits(indptr, indices, values, row, Wt, zero):
         z14 + y14,
         z15 + y15,
     )
+
+
+@njit(inline="always")
+def _prefetch_row(indptr, indices, values, labels, row):
+    """Prefetch every cache line of ``row``'s pixels, and its label: one per 32 indices, one per 64 values."""
+    lo, hi = indptr[row], indptr[row + 1]
+    for j in range(lo, hi + np.uint64(31), np.uint64(32)):
+        _prefetch(indices, j)
+    for j in range(lo, hi + np.uint64(63), np.uint64(64)):
+        _prefetch(values, j)
+    _prefetch(labels, row)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -285,6 +318,9 @@ def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch,
     ``a G^T P`` part and ``db``; the rank-one part comes after the reduction) and return (loss sum, correct)."""
     loss, correct = 0.0, 0
     for i in range(lo, hi):
+        # The images come in a random order: without help, each one's first read waits for memory.
+        if i + PREFETCH_AHEAD < len(order):
+            _prefetch_row(indptr, indices, values, labels, order[i + PREFETCH_AHEAD])
         row = order[i]
         label = labels[row]
         _logits(indptr, indices, values, row, Wt, const, a, z)
@@ -452,15 +488,6 @@ def _evaluate(indptr, indices, values, labels, Wt, b, a, c, n_classes, predictio
     return loss, correct
 
 
-@njit(cache=True, parallel=True)
-def _take_rows(indptr, indices, values, order, out_indptr, out_indices, out_values):
-    """Copy row ``order[i]`` of one CSR matrix to row ``i`` of another whose ``out_indptr`` is already set."""
-    for i in prange(len(order)):
-        src, dst, n = indptr[order[i]], out_indptr[i], out_indptr[i + 1] - out_indptr[i]
-        out_indices[dst : dst + n] = indices[src : src + n]
-        out_values[dst : dst + n] = values[src : src + n]
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The public, validated wrappers
 
@@ -547,7 +574,6 @@ def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> t
     layer = FoldedLinear(np.zeros((3, 12), dtype=dtype), np.zeros(3, dtype=dtype), 0.5, -0.1)
     labels = rng.integers(0, 3, 8)
     order = np.arange(8)
-    rows.take(order[::-1].copy())
     for batch in (2, 8):
         batches = [slice(i, i + batch) for i in range(0, 8, batch)]
         layer.train_steps(rows, labels, order, batches, 0.1, 0.9, 0.0, 1e-4, True)
@@ -562,5 +588,5 @@ def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> t
 
 
 def _cache_misses() -> int:
-    kernels = (_train_serial, _train_parallel, _evaluate, _take_rows)
+    kernels = (_train_serial, _train_parallel, _evaluate)
     return sum(sum(getattr(k, "stats", None).cache_misses.values()) for k in kernels if hasattr(k, "stats"))

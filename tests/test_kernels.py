@@ -167,16 +167,12 @@ def test_nan_and_inf_survive_fastmath(synthetic):
 def test_sparse_rows_keep_every_pixel(real):
     images, _ = real
     rows = SparseRows.from_dense(images)
-    assert rows.indices.dtype == np.uint16 and rows.values.dtype == np.uint8
+    assert rows.indptr.dtype == np.uint64 and rows.indices.dtype == np.uint16 and rows.values.dtype == np.uint8
     dense = np.zeros_like(images)
     for i in range(len(rows)):
         span = slice(rows.indptr[i], rows.indptr[i + 1])
         dense[i, rows.indices[span]] = rows.values[span]
     np.testing.assert_array_equal(dense, images)
-    order = np.random.default_rng(0).permutation(len(images))
-    taken, direct = rows.take(order), SparseRows.from_dense(images[order])
-    for name in ("indptr", "indices", "values"):
-        np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name))
 
 
 def test_more_classes_than_lanes_is_refused():
