@@ -134,6 +134,14 @@ def _lanes(x):
 
 
 @njit(inline="always", fastmath=FASTMATH)
+def _plus(t, x):
+    """``t + x[:16]`` for a 16-tuple ``t``: a running sum that stays in registers."""
+    return (t[0] + x[0], t[1] + x[1], t[2] + x[2], t[3] + x[3], t[4] + x[4], t[5] + x[5], t[6] + x[6],
+            t[7] + x[7], t[8] + x[8], t[9] + x[9], t[10] + x[10], t[11] + x[11], t[12] + x[12], t[13] + x[13],
+            t[14] + x[14], t[15] + x[15])  # fmt: skip
+
+
+@njit(inline="always", fastmath=FASTMATH)
 def _row_logits(indptr, indices, values, row, Wt, zero):
     """``sum_j Wt[d_j] * p_j`` over the non-zero pixels ``(d_j, p_j)`` of ``row``, as 16 scalars.
 
@@ -256,38 +264,14 @@ def _row_scatter(indptr, indices, values, row, dWt, g):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _add_to_rows(dWt, shift):
-    """``dWt[d] += shift`` for every row ``d``; ``shift`` is a 16-tuple."""
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15 = shift
-    for d in range(dWt.shape[0]):
-        r = dWt[d]
-        r[0] += s0
-        r[1] += s1
-        r[2] += s2
-        r[3] += s3
-        r[4] += s4
-        r[5] += s5
-        r[6] += s6
-        r[7] += s7
-        r[8] += s8
-        r[9] += s9
-        r[10] += s10
-        r[11] += s11
-        r[12] += s12
-        r[13] += s13
-        r[14] += s14
-        r[15] += s15
-
-
-@njit(inline="always", fastmath=FASTMATH)
 def _bias_term(Wt, b, c, const):
     """``const[k] = c * sum_d Wt[d, k] + b[k]``: the part of every logit that does not depend on the image."""
     const[:] = 0.0
+    col_sum = _lanes(const)  # 16 zeros, in registers
     for d in range(Wt.shape[0]):
-        for k in range(LANES):
-            const[k] += Wt[d, k]
+        col_sum = _plus(col_sum, Wt[d])
     for k in range(LANES):
-        const[k] = c * const[k] + b[k]
+        const[k] = c * col_sum[k] + b[k]
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -351,39 +335,65 @@ def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch,
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _sgd(P, G, B, keep, new, plain, look, lr, weight_decay):
-    """One SGD update of the flat arrays ``P`` (parameters), ``G`` (gradient), ``B`` (momentum buffer), without
-    branches so it vectorises: ``g = G + wd P``, ``B = keep B + new g``, ``P -= lr (plain g + look B)``.
-    :func:`_apply_step` picks the factors that make this ``torch.optim.SGD``."""
-    for i in range(P.size):
-        g = G[i] + weight_decay * P[i]
-        buf = keep * B[i] + new * g
-        B[i] = buf
-        P[i] -= lr * (plain * g + look * buf)
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def _apply_step(
-    Wt, b, dWt, db, c, bufW, bufb, first, lr, momentum, one_minus_dampening, weight_decay, nesterov, scratch
-):
-    """Add the rank-one correction ``c * db`` to every row of ``dWt``, then take PyTorch's SGD step.
+def _sgd_factors(first, lr, momentum, one_minus_dampening, nesterov):
+    """``(keep, new, plain, look)`` that make the branch-free update of :func:`_finish_step` PyTorch's SGD:
+    ``g = G + wd P``, ``B = keep B + new g``, ``P -= lr (plain g + look B)``.
 
     With momentum the buffer starts as the gradient (``keep 0, new 1``), then becomes
     ``momentum B + (1 - dampening) g``, and the step is ``g + momentum B`` (Nesterov) or ``B``. Without
     momentum the buffer stays 0 and the step is ``g``. Every factor is in the weights' dtype.
     """
-    for k in range(LANES):
-        scratch[k] = c * db[k]
-    _add_to_rows(dWt, _lanes(scratch))
     zero, one = lr - lr, lr / lr
     if momentum == 0:
-        keep, new, plain, look = zero, zero, one, zero
-    else:
-        keep = zero if first else momentum
-        new = one if first else one_minus_dampening
-        plain, look = (one, momentum) if nesterov else (zero, one)
-    _sgd(Wt.reshape(-1), dWt.reshape(-1), bufW.reshape(-1), keep, new, plain, look, lr, weight_decay)
-    _sgd(b, db, bufb, keep, new, plain, look, lr, weight_decay)
+        return zero, zero, one, zero
+    keep = zero if first else momentum
+    new = one if first else one_minus_dampening
+    plain, look = (one, momentum) if nesterov else (zero, one)
+    return keep, new, plain, look
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _finish_step(Wt, b, bufW, bufb, dW_blocks, db_blocks, c, factors, lr, weight_decay, const, db):
+    """Everything between one step's gradients and the next step's logits, in one pass over the weights.
+
+    ``dW_blocks`` (T, D, 16) and ``db_blocks`` (T, 16) hold one partial gradient per thread (T = 1 on the
+    serial path). For each row ``d``: sum the partials in block order, add the rank-one correction
+    ``c * db``, take the SGD step (factors from :func:`_sgd_factors`), zero the partials for the next step,
+    and add the new row into the column sums. Then the bias's own step, and ``const = c * sum_d Wt[d] + b``
+    for the next step's logits.
+    """
+    keep, new, plain, look = factors
+    n_blocks = dW_blocks.shape[0]
+    for k in range(LANES):
+        acc = db_blocks[0, k]
+        for t in range(1, n_blocks):
+            acc += db_blocks[t, k]
+        db[k] = acc
+    db_blocks[:] = 0.0
+    zero = lr - lr
+    const[:] = zero
+    col_sum = _lanes(const)  # 16 zeros, in registers
+    for d in range(Wt.shape[0]):
+        g = dW_blocks[0, d]
+        for t in range(1, n_blocks):
+            partial = dW_blocks[t, d]
+            for k in range(LANES):
+                g[k] += partial[k]
+                partial[k] = zero
+        w, buf = Wt[d], bufW[d]
+        for k in range(LANES):
+            gk = g[k] + c * db[k] + weight_decay * w[k]
+            bk = keep * buf[k] + new * gk
+            buf[k] = bk
+            w[k] -= lr * (plain * gk + look * bk)
+            g[k] = zero
+        col_sum = _plus(col_sum, w)
+    for k in range(LANES):
+        gk = db[k] + weight_decay * b[k]
+        bk = keep * bufb[k] + new * gk
+        bufb[k] = bk
+        b[k] -= lr * (plain * gk + look * bk)
+        const[k] = c * col_sum[k] + b[k]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -397,24 +407,23 @@ def _train_serial(indptr, indices, values, labels, order, starts, Wt, b, bufW, b
     momentum buffers are still empty. Returns (loss sum, correct)."""
     z = np.empty(LANES, dtype=Wt.dtype)
     const = np.empty(LANES, dtype=Wt.dtype)
-    dWt = np.empty_like(Wt)
-    db = np.empty_like(b)
+    dW_blocks = np.zeros((1,) + Wt.shape, dtype=Wt.dtype)
+    db_blocks = np.zeros((1, LANES), dtype=Wt.dtype)
+    db = np.empty(LANES, dtype=Wt.dtype)
     inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
+    _bias_term(Wt, b, c, const)
     loss, correct = 0.0, 0
     for s in range(len(starts) - 1):
         lo, hi = starts[s], starts[s + 1]
         inv_batch[0] = 1.0 / (hi - lo)
-        dWt[:] = 0.0
-        db[:] = 0.0
-        _bias_term(Wt, b, c, const)
         step_loss, step_correct = _accumulate(
-            indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch[0], n_classes, labels, z, dWt, db
-        )
+            indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch[0], n_classes, labels, z, dW_blocks[0],
+            db_blocks[0],
+        )  # fmt: skip
         loss += step_loss
         correct += step_correct
-        _apply_step(
-            Wt, b, dWt, db, c, bufW, bufb, first[0], lr, momentum, one_minus_dampening, weight_decay, nesterov, z
-        )
+        factors = _sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
+        _finish_step(Wt, b, bufW, bufb, dW_blocks, db_blocks, c, factors, lr, weight_decay, const, db)
         first[0] = False
     return loss, correct
 
@@ -425,49 +434,31 @@ def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW,
     """As :func:`_train_serial`, each batch split into ``n_blocks`` contiguous blocks, one per thread, each
     accumulating into its own gradient buffer; the buffers are summed in block order, so the result does not
     depend on scheduling."""
-    n_weights = Wt.size
-    dW_blocks = np.empty((n_blocks,) + Wt.shape, dtype=Wt.dtype)
-    db_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
+    dW_blocks = np.zeros((n_blocks,) + Wt.shape, dtype=Wt.dtype)
+    db_blocks = np.zeros((n_blocks, LANES), dtype=Wt.dtype)
     z_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
-    z = np.empty(LANES, dtype=Wt.dtype)
     loss_blocks = np.empty(n_blocks, dtype=np.float64)
     correct_blocks = np.empty(n_blocks, dtype=np.int64)
     const = np.empty(LANES, dtype=Wt.dtype)
-    dWt = np.empty_like(Wt)
-    db = np.empty_like(b)
+    db = np.empty(LANES, dtype=Wt.dtype)
     inv_batch = np.empty(1, dtype=Wt.dtype)
-    flat_blocks = dW_blocks.reshape(n_blocks, n_weights)
-    flat_dW = dWt.reshape(-1)
+    _bias_term(Wt, b, c, const)
     loss, correct = 0.0, 0
     for s in range(len(starts) - 1):
         lo, hi = starts[s], starts[s + 1]
         inv_batch[0] = 1.0 / (hi - lo)
-        _bias_term(Wt, b, c, const)
         for t in prange(n_blocks):
-            dW_blocks[t] = 0.0
-            db_blocks[t] = 0.0
             block_lo = lo + (hi - lo) * t // n_blocks
             block_hi = lo + (hi - lo) * (t + 1) // n_blocks
             loss_blocks[t], correct_blocks[t] = _accumulate(
                 indptr, indices, values, order, block_lo, block_hi, Wt, const, a, inv_batch[0], n_classes, labels,
                 z_blocks[t], dW_blocks[t], db_blocks[t],
             )  # fmt: skip
-        for i in range(n_weights):  # the reduction, in block order
-            acc = flat_blocks[0, i]
-            for t in range(1, n_blocks):
-                acc += flat_blocks[t, i]
-            flat_dW[i] = acc
-        for k in range(LANES):
-            acc = db_blocks[0, k]
-            for t in range(1, n_blocks):
-                acc += db_blocks[t, k]
-            db[k] = acc
         for t in range(n_blocks):
             loss += loss_blocks[t]
             correct += correct_blocks[t]
-        _apply_step(
-            Wt, b, dWt, db, c, bufW, bufb, first[0], lr, momentum, one_minus_dampening, weight_decay, nesterov, z
-        )
+        factors = _sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
+        _finish_step(Wt, b, bufW, bufb, dW_blocks, db_blocks, c, factors, lr, weight_decay, const, db)
         first[0] = False
     return loss, correct
 
