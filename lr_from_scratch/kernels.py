@@ -336,7 +336,7 @@ def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch,
 
 @njit(inline="always", fastmath=FASTMATH)
 def _sgd_factors(first, lr, momentum, one_minus_dampening, nesterov):
-    """``(keep, new, plain, look)`` that make the branch-free update of :func:`_finish_step` PyTorch's SGD:
+    """``(keep, new, plain, look)`` that make the branch-free update of :func:`_step_rows` PyTorch's SGD:
     ``g = G + wd P``, ``B = keep B + new g``, ``P -= lr (plain g + look B)``.
 
     With momentum the buffer starts as the gradient (``keep 0, new 1``), then becomes
@@ -353,41 +353,49 @@ def _sgd_factors(first, lr, momentum, one_minus_dampening, nesterov):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _finish_step(Wt, b, bufW, bufb, dW_blocks, db_blocks, c, factors, lr, weight_decay, const, db):
-    """Everything between one step's gradients and the next step's logits, in one pass over the weights.
-
-    ``dW_blocks`` (T, D, 16) and ``db_blocks`` (T, 16) hold one partial gradient per thread (T = 1 on the
-    serial path). For each row ``d``: sum the partials in block order, add the rank-one correction
-    ``c * db``, take the SGD step (factors from :func:`_sgd_factors`), zero the partials for the next step,
-    and add the new row into the column sums. Then the bias's own step, and ``const = c * sum_d Wt[d] + b``
-    for the next step's logits.
-    """
-    keep, new, plain, look = factors
-    n_blocks = dW_blocks.shape[0]
+def _reduce_bias_gradient(db_blocks, db):
+    """``db = sum_t db_blocks[t]``, in block order; the blocks are zeroed for the next step."""
     for k in range(LANES):
         acc = db_blocks[0, k]
-        for t in range(1, n_blocks):
+        for t in range(1, db_blocks.shape[0]):
             acc += db_blocks[t, k]
         db[k] = acc
     db_blocks[:] = 0.0
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, lo, hi, clear, col_sum):
+    """The SGD step of weight rows ``lo:hi`` in one pass; returns ``col_sum`` plus the new rows' column sums.
+
+    ``dW_blocks`` (T, D, 16) holds one partial gradient per thread (T = 1 on the serial path). For each row:
+    sum the partials in block order, add the rank-one correction ``c * db``, take the step (factors from
+    :func:`_sgd_factors`), zero block 0's row if ``clear``, and add the new row into the column sums, which
+    stay in registers (16 scalars).
+    """
+    keep, new, plain, look = factors
     zero = lr - lr
-    const[:] = zero
-    col_sum = _lanes(const)  # 16 zeros, in registers
-    for d in range(Wt.shape[0]):
+    for d in range(lo, hi):
         g = dW_blocks[0, d]
-        for t in range(1, n_blocks):
+        w, buf = Wt[d], bufW[d]
+        for t in range(1, dW_blocks.shape[0]):
             partial = dW_blocks[t, d]
             for k in range(LANES):
                 g[k] += partial[k]
-                partial[k] = zero
-        w, buf = Wt[d], bufW[d]
         for k in range(LANES):
             gk = g[k] + c * db[k] + weight_decay * w[k]
             bk = keep * buf[k] + new * gk
             buf[k] = bk
             w[k] -= lr * (plain * gk + look * bk)
-            g[k] = zero
+            if clear:
+                g[k] = zero
         col_sum = _plus(col_sum, w)
+    return col_sum
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _step_bias(b, bufb, db, factors, lr, weight_decay, c, col_sum, const):
+    """The bias's SGD step, then ``const = c * col_sum + b``: the next step's image-independent logits."""
+    keep, new, plain, look = factors
     for k in range(LANES):
         gk = db[k] + weight_decay * b[k]
         bk = keep * bufb[k] + new * gk
@@ -411,6 +419,7 @@ def _train_serial(indptr, indices, values, labels, order, starts, Wt, b, bufW, b
     db_blocks = np.zeros((1, LANES), dtype=Wt.dtype)
     db = np.empty(LANES, dtype=Wt.dtype)
     inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
+    zeros = _lanes(np.zeros(LANES, dtype=Wt.dtype))
     _bias_term(Wt, b, c, const)
     loss, correct = 0.0, 0
     for s in range(len(starts) - 1):
@@ -423,7 +432,9 @@ def _train_serial(indptr, indices, values, labels, order, starts, Wt, b, bufW, b
         loss += step_loss
         correct += step_correct
         factors = _sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
-        _finish_step(Wt, b, bufW, bufb, dW_blocks, db_blocks, c, factors, lr, weight_decay, const, db)
+        _reduce_bias_gradient(db_blocks, db)
+        col_sum = _step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, 0, len(Wt), True, zeros)
+        _step_bias(b, bufb, db, factors, lr, weight_decay, c, col_sum, const)
         first[0] = False
     return loss, correct
 
@@ -432,22 +443,27 @@ def _train_serial(indptr, indices, values, labels, order, starts, Wt, b, bufW, b
 def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, first,
                     a, c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes, n_blocks):  # fmt: skip
     """As :func:`_train_serial`, each batch split into ``n_blocks`` contiguous blocks, one per thread, each
-    accumulating into its own gradient buffer; the buffers are summed in block order, so the result does not
-    depend on scheduling."""
+    accumulating into its own gradient buffer. The step is split too: thread ``t`` updates a ``1 / n_blocks``
+    share of the weight rows, summing every thread's partial gradient for them in block order, so the result
+    does not depend on scheduling."""
     dW_blocks = np.zeros((n_blocks,) + Wt.shape, dtype=Wt.dtype)
     db_blocks = np.zeros((n_blocks, LANES), dtype=Wt.dtype)
     z_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
+    col_sum_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
     loss_blocks = np.empty(n_blocks, dtype=np.float64)
     correct_blocks = np.empty(n_blocks, dtype=np.int64)
     const = np.empty(LANES, dtype=Wt.dtype)
     db = np.empty(LANES, dtype=Wt.dtype)
     inv_batch = np.empty(1, dtype=Wt.dtype)
+    zeros = _lanes(np.zeros(LANES, dtype=Wt.dtype))
+    n_rows = len(Wt)
     _bias_term(Wt, b, c, const)
     loss, correct = 0.0, 0
     for s in range(len(starts) - 1):
         lo, hi = starts[s], starts[s + 1]
         inv_batch[0] = 1.0 / (hi - lo)
         for t in prange(n_blocks):
+            dW_blocks[t] = 0.0  # each thread clears its own buffer: no cache line changes core for it
             block_lo = lo + (hi - lo) * t // n_blocks
             block_hi = lo + (hi - lo) * (t + 1) // n_blocks
             loss_blocks[t], correct_blocks[t] = _accumulate(
@@ -458,7 +474,18 @@ def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW,
             loss += loss_blocks[t]
             correct += correct_blocks[t]
         factors = _sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
-        _finish_step(Wt, b, bufW, bufb, dW_blocks, db_blocks, c, factors, lr, weight_decay, const, db)
+        _reduce_bias_gradient(db_blocks, db)
+        for t in prange(n_blocks):
+            rows_lo, rows_hi = n_rows * t // n_blocks, n_rows * (t + 1) // n_blocks
+            col_sum = _step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, rows_lo, rows_hi, False, zeros)
+            for k in range(LANES):
+                col_sum_blocks[t, k] = col_sum[k]
+        for k in range(LANES):
+            acc = col_sum_blocks[0, k]
+            for t in range(1, n_blocks):
+                acc += col_sum_blocks[t, k]
+            const[k] = acc
+        _step_bias(b, bufb, db, factors, lr, weight_decay, c, const, const)
         first[0] = False
     return loss, correct
 
