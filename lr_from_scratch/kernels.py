@@ -15,8 +15,11 @@ What the data allow, and what the kernels do with it (the algebra is in ``docs/f
 - **Fusion.** One call runs many steps: gather, logits, softmax, loss, gradient, SGD update (PyTorch's rule,
   momentum, Nesterov, weight decay), in place, with no Python between steps.
 - **Threads without races.** Above :data:`PARALLEL_MIN_BATCH`, each step splits its batch into one
-  contiguous block per thread. Each thread accumulates into its *own* gradient buffer, and the buffers are
-  summed in a fixed order. Below it, a serial path runs, where threads would cost more than they save.
+  contiguous block per thread. Each thread accumulates into its *own* gradient buffer; then each thread
+  steps a share of the weight rows, summing the buffers for them in a fixed order. Below it, a serial path
+  runs, where threads would cost more than they save.
+- **Memory.** The images come in a random order, so the kernel prefetches the image 4 places ahead, and row
+  offsets are unsigned, which spares every pixel read Numba's negative-index check.
 
 All kernels share :data:`FASTMATH`: every fast-math flag except ``nnan`` and ``ninf``, so LLVM may reorder
 and fuse arithmetic but may not assume away the NaN and infinity that the divergence check looks for.
