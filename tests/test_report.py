@@ -75,7 +75,7 @@ def test_quoted_figures_are_rewritten_between_their_markers(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "| lr_from_scratch, Numba | 1,920,000 | 30,720,000 |" in text and "0.20 s of training (Numba)" in text
-    assert "| 64 | 1,920,000 | 3.0x | 6.0x |" in fast.read_text()
+    assert "| 64 | 1,920,000 | 3.0x | 6.0x |" in fast.read_text() and "measured, 200 GFLOP/s." in fast.read_text()
     fast.write_text("no markers here\n")
     with pytest.raises(UserError, match="markers <!-- benchmarks:fast --> ... <!-- /benchmarks:fast --> not found"):
         update_quotes(result, {"readme": readme, "fast": fast})
