@@ -81,6 +81,10 @@ class SparseRows:
     values: np.ndarray  # uint8 or float (nnz,)
     n_features: int
 
+    def __post_init__(self):
+        # The kernels' pixel loops are written for unsigned offsets (see _ONE, _TWO): take any integer offsets.
+        object.__setattr__(self, "indptr", np.asarray(self.indptr, dtype=np.uint64))
+
     @classmethod
     def from_dense(cls, x: np.ndarray) -> SparseRows:
         """CSR of a dense (n, D) array; zeros are dropped, the other values are kept as they are."""

@@ -175,6 +175,20 @@ def test_sparse_rows_keep_every_pixel(real):
     np.testing.assert_array_equal(dense, images)
 
 
+def test_signed_row_offsets_train_like_unsigned_ones(synthetic):
+    images, labels = synthetic
+    rows = SparseRows.from_dense(images)
+    signed = SparseRows(rows.indptr.astype(np.int64), rows.indices, rows.values, rows.n_features)
+    assert signed.indptr.dtype == np.uint64
+    results = []
+    for r in (rows, signed):
+        layer = folded(*initial(), True, "float64")
+        loss_and_correct = layer.train_steps(r, labels, np.arange(200), batch_slices(200, 20), 0.1, 0.9)
+        results.append((loss_and_correct, *layer.params()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 def test_more_classes_than_lanes_is_refused():
     with pytest.raises(ValueError, match="17 classes, at most 16 supported"):
         FoldedLinear(np.zeros((17, 4)), np.zeros(17), 1.0, 0.0)
