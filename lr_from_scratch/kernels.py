@@ -360,14 +360,13 @@ def _sgd_factors(first, lr, momentum, one_minus_dampening, nesterov):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _reduce_bias_gradient(db_blocks, db):
-    """``db = sum_t db_blocks[t]``, in block order; the blocks are zeroed for the next step."""
+def _sum_blocks(blocks, out):
+    """``out = sum_t blocks[t]`` for (T, 16) per-thread partials, in block order (the same bits every run)."""
     for k in range(LANES):
-        acc = db_blocks[0, k]
-        for t in range(1, db_blocks.shape[0]):
-            acc += db_blocks[t, k]
-        db[k] = acc
-    db_blocks[:] = 0.0
+        acc = blocks[0, k]
+        for t in range(1, blocks.shape[0]):
+            acc += blocks[t, k]
+        out[k] = acc
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -439,7 +438,8 @@ def _train_serial(indptr, indices, values, labels, order, starts, Wt, b, bufW, b
         loss += step_loss
         correct += step_correct
         factors = _sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
-        _reduce_bias_gradient(db_blocks, db)
+        _sum_blocks(db_blocks, db)
+        db_blocks[:] = 0.0
         col_sum = _step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, 0, len(Wt), True, zeros)
         _step_bias(b, bufb, db, factors, lr, weight_decay, c, col_sum, const)
         first[0] = False
@@ -453,8 +453,8 @@ def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW,
     accumulating into its own gradient buffer. The step is split too: thread ``t`` updates a ``1 / n_blocks``
     share of the weight rows, summing every thread's partial gradient for them in block order, so the result
     does not depend on scheduling."""
-    dW_blocks = np.zeros((n_blocks,) + Wt.shape, dtype=Wt.dtype)
-    db_blocks = np.zeros((n_blocks, LANES), dtype=Wt.dtype)
+    dW_blocks = np.empty((n_blocks,) + Wt.shape, dtype=Wt.dtype)  # each thread zeroes its own, every step
+    db_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
     z_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
     col_sum_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
     loss_blocks = np.empty(n_blocks, dtype=np.float64)
@@ -470,7 +470,8 @@ def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW,
         lo, hi = starts[s], starts[s + 1]
         inv_batch[0] = 1.0 / (hi - lo)
         for t in prange(n_blocks):
-            dW_blocks[t] = 0.0  # each thread clears its own buffer: no cache line changes core for it
+            dW_blocks[t] = 0.0  # each thread clears its own buffers: no cache line changes core for it
+            db_blocks[t] = 0.0
             block_lo = lo + (hi - lo) * t // n_blocks
             block_hi = lo + (hi - lo) * (t + 1) // n_blocks
             loss_blocks[t], correct_blocks[t] = _accumulate(
@@ -481,17 +482,13 @@ def _train_parallel(indptr, indices, values, labels, order, starts, Wt, b, bufW,
             loss += loss_blocks[t]
             correct += correct_blocks[t]
         factors = _sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
-        _reduce_bias_gradient(db_blocks, db)
+        _sum_blocks(db_blocks, db)
         for t in prange(n_blocks):
             rows_lo, rows_hi = n_rows * t // n_blocks, n_rows * (t + 1) // n_blocks
             col_sum = _step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, rows_lo, rows_hi, False, zeros)
             for k in range(LANES):
                 col_sum_blocks[t, k] = col_sum[k]
-        for k in range(LANES):
-            acc = col_sum_blocks[0, k]
-            for t in range(1, n_blocks):
-                acc += col_sum_blocks[t, k]
-            const[k] = acc
+        _sum_blocks(col_sum_blocks, const)
         _step_bias(b, bufb, db, factors, lr, weight_decay, c, const, const)
         first[0] = False
     return loss, correct
