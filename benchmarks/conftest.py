@@ -6,7 +6,7 @@ import pytest
 
 from lr_from_scratch.data import load_mnist
 
-from .impls import DENSE_FLOP_PER_SAMPLE, peak_matmul_gflops
+from .impls import DENSE_FLOP_PER_SAMPLE, IMPLEMENTATIONS, peak_matmul_gflops
 
 RESULTS: dict[tuple[str, int], float] = {}  # (implementation, batch size) -> epoch samples/s
 EXTRA: dict[str, float] = {}
@@ -30,7 +30,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     write = terminalreporter.write_line
     peak = EXTRA.get("peak float32 GFLOP/s")
-    impls = [i for i in ("numba", "numpy", "torch-cpu", "torch-cpu-dataloader", "torch-cuda") if (i, 64) in RESULTS]
+    impls = [i for i in IMPLEMENTATIONS if (i, 64) in RESULTS]
     write("")
     write("Training throughput, one epoch over 60,000 images (samples/s)")
     write(f"{'batch':>6} " + " ".join(f"{impl:>21}" for impl in impls) + "  numba/numpy numba/torch-cpu roofline")

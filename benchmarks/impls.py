@@ -7,6 +7,7 @@ synchronised: the backends return Python floats, which waits for the GPU.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -20,10 +21,13 @@ from lr_from_scratch.data import batch_slices, epoch_order, prepare
 IMPLEMENTATIONS = {
     "numpy": ("numpy", None, None),
     "numba": ("numba", None, None),
+    "numba-1-thread": ("numba", None, None),
     "torch-cpu": ("torch", "cpu", "tensor"),
     "torch-cpu-dataloader": ("torch", "cpu", "dataloader"),
     "torch-cuda": ("torch", "cuda", "tensor"),
 }
+#: Implementations held to a number of Numba threads (the others use them all): what threads bring.
+NUMBA_THREADS = {"numba-1-thread": 1}
 #: Dense floating-point work per training sample: forward X W^T and backward G^T X, 2 flops per multiply-add.
 DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
 LR = 0.01
@@ -46,6 +50,7 @@ class Bench:
     backend: object
     n_train: int
     batches: list[slice]
+    numba_threads: int | None = None  # None: as many as Numba has
 
     def __post_init__(self):
         self._epoch = 0
@@ -57,19 +62,36 @@ class Bench:
         order, calls = epoch_order(self.n_train, 0, self._epoch), self.backend.steps_per_call
         self._epoch += 1
         loss = 0.0
-        for start in range(0, len(self.batches), calls):
-            loss += self.backend.run_steps(order, self.batches[start : start + calls], LR)[0]
+        with self._threads():
+            for start in range(0, len(self.batches), calls):
+                loss += self.backend.run_steps(order, self.batches[start : start + calls], LR)[0]
         return loss / self.n_train
 
     def step(self) -> float:
         """One SGD step on the next batch."""
         batch = self.batches[self._next_batch % (len(self.batches) - 1)]  # never the short last one
         self._next_batch += 1
-        return self.backend.run_steps(self._order, [batch], LR)[0]
+        with self._threads():
+            return self.backend.run_steps(self._order, [batch], LR)[0]
 
     def infer(self) -> float:
         """Loss and accuracy over the 10,000 test images; returns the accuracy."""
-        return self.backend.evaluate("test")[1]
+        with self._threads():
+            return self.backend.evaluate("test")[1]
+
+    @contextlib.contextmanager
+    def _threads(self):
+        if self.numba_threads is None:
+            yield
+            return
+        import numba
+
+        saved = numba.get_num_threads()
+        numba.set_num_threads(min(self.numba_threads, saved))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(saved)
 
 
 def _backend(name: str, config: TrainConfig, splits):
@@ -94,7 +116,7 @@ def build(name: str, mnist, batch_size: int) -> Bench:
     config = TrainConfig(batch_size=batch_size, val_split=0.0, lr_step=0, backend=IMPLEMENTATIONS[name][0])
     splits = prepare(mnist, config)
     backend = _backend(name, config, splits)
-    bench = Bench(backend, len(splits.train), batch_slices(len(splits.train), batch_size))
+    bench = Bench(backend, len(splits.train), batch_slices(len(splits.train), batch_size), NUMBA_THREADS.get(name))
     bench.step()  # warm-up: allocator, caches, CUDA context and kernels
     bench.infer()
     return bench

@@ -62,7 +62,7 @@ def test_quoted_figures_are_rewritten_between_their_markers(tmp_path):
         "peak_gflops": 200.0,
         "epoch_samples_per_second": {
             impl: {str(s): rate * s for s in sizes}
-            for impl, rate in (("numba", 3e4), ("numpy", 1e4), ("torch-cpu", 5e3))
+            for impl, rate in (("numba", 3e4), ("numba-1-thread", 2e4), ("numpy", 1e4), ("torch-cpu", 5e3))
         },
         "time_to_92": {
             k: {"seconds": v} for k, v in (("numba", 0.2), ("numpy", 0.5), ("torch-cpu", 1.0), ("scikit-learn", 3.0))
@@ -75,7 +75,36 @@ def test_quoted_figures_are_rewritten_between_their_markers(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "| lr_from_scratch, Numba | 1,920,000 | 30,720,000 |" in text and "0.20 s of training (Numba)" in text
-    assert "| 64 | 1,920,000 | 3.0x | 6.0x |" in fast.read_text() and "measured, 200 GFLOP/s." in fast.read_text()
+    assert "| 64 | 1,920,000 | 3.0x | 6.0x | 30% | 1.50x |" in fast.read_text()
+    assert "measured, 200 GFLOP/s." in fast.read_text() and "vs one thread |" in fast.read_text()
     fast.write_text("no markers here\n")
     with pytest.raises(UserError, match="markers <!-- benchmarks:fast --> ... <!-- /benchmarks:fast --> not found"):
         update_quotes(result, {"readme": readme, "fast": fast})
+
+
+def test_numba_1_thread_trains_on_one_thread_and_gives_the_threads_back():
+    import numba
+
+    from benchmarks.impls import Bench
+
+    class Recorder:  # a backend that notes how many Numba threads each call had
+        steps_per_call = 4
+
+        def __init__(self):
+            self.threads = []
+
+        def run_steps(self, order, batches, lr):
+            self.threads.append(numba.get_num_threads())
+            return 0.0, 0
+
+        def evaluate(self, split):
+            self.threads.append(numba.get_num_threads())
+            return 0.0, 0.5
+
+    before = numba.get_num_threads()
+    for limit, expected in ((1, 1), (None, before)):
+        backend = Recorder()
+        bench = Bench(backend, 64, [slice(i, i + 8) for i in range(0, 64, 8)], limit)
+        bench.epoch(), bench.step(), bench.infer()
+        assert backend.threads == [expected] * 4  # 2 calls for the epoch's 8 batches, a step, inference
+        assert numba.get_num_threads() == before
