@@ -11,6 +11,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from lr_from_scratch.backends import make_backend
@@ -81,13 +82,9 @@ class Bench:
 
     @contextlib.contextmanager
     def _threads(self):
-        if self.numba_threads is None:
-            yield
-            return
-        import numba
-
+        """Hold Numba to ``numba_threads`` threads while the body runs (no change for None)."""
         saved = numba.get_num_threads()
-        numba.set_num_threads(min(self.numba_threads, saved))
+        numba.set_num_threads(min(self.numba_threads or saved, saved))
         try:
             yield
         finally:

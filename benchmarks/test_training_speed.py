@@ -1,10 +1,10 @@
 """How fast each implementation trains and predicts, grouped per batch size so the table compares them.
 
 ``pytest --benchmark-only`` times, for numpy, numba (all threads and one), torch CPU (tensor loader), torch
-CPU (textbook DataLoader) and torch CUDA (skipped without a GPU): one training step and one full epoch over the 60,000
-training images at batch 64, 256, 1024 and 8192, and inference over the 10,000 test images. samples/s goes
-into each result's ``extra_info``; a summary table is printed at the end. Compilation and warm-up happen in
-``build``, outside every timed region, and every timed call ends synchronised.
+CPU (textbook DataLoader) and torch CUDA (skipped without a GPU): one training step and one full epoch over
+the 60,000 training images at batch 64, 256, 1024 and 8192, and inference over the 10,000 test images.
+samples/s goes into each result's ``extra_info``; a summary table is printed at the end. Compilation and
+warm-up happen in ``build``, outside every timed region, and every timed call ends synchronised.
 """
 
 from __future__ import annotations
