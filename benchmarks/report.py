@@ -26,6 +26,7 @@ from lr_from_scratch.files import write_bytes, write_json, write_text
 from .impls import (
     DENSE_FLOP_PER_SAMPLE,
     IMPLEMENTATIONS,
+    NUMBA_THREADS,
     build,
     memory_bandwidth_gbs,
     peak_matmul_gflops,
@@ -133,7 +134,7 @@ def run(opts: dict) -> dict:
     del benches
 
     if not args.no_accuracy:
-        todo = [i for i in impls if i not in ("torch-cpu-dataloader", "numba-1-thread")] + ["scikit-learn"]
+        todo = [i for i in impls if i != "torch-cpu-dataloader" and i not in NUMBA_THREADS] + ["scikit-learn"]
         result["time_to_92"] = {}
         for impl in tqdm(todo, desc="time to 92%", disable=not progress):
             reached = sklearn_time_to_accuracy(mnist) if impl == "scikit-learn" else time_to_accuracy(mnist, impl)

@@ -43,9 +43,9 @@ from numba.extending import intrinsic
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 #: Classes are padded to this many lanes (one AVX-512 register of float32).
 LANES = 16
-#: Batches at least this large split across threads; smaller ones run serially. On the 2-core machine the
-#: docs were measured on, two threads win from about 48 images a step (batch 64: 22-25 against 27-29 ms;
-#: batch 32: 33 against 31 ms): ``python -m benchmarks.report`` shows ``numba`` beside ``numba-1-thread``.
+#: Batches at least this large split across threads; smaller ones run serially. On the 2-core development
+#: machine two threads win from about 48 images a step (docs/fast.md); ``python -m benchmarks.report`` shows
+#: ``numba`` beside ``numba-1-thread`` on yours.
 PARALLEL_MIN_BATCH = 64
 #: While training on one image, the kernel asks the memory system for the image this many places ahead.
 PREFETCH_AHEAD = 4

@@ -31,8 +31,9 @@ def test_report_writes_page_figure_and_json(tmp_path, capsys):
 
 
 def test_time_to_accuracy_includes_scikit_learn(tmp_path):
-    assert main([*FAST, "--impls", "numba", "--out", str(tmp_path)]) == 0
+    assert main([*FAST, "--impls", "numba,numba-1-thread", "--out", str(tmp_path)]) == 0
     reached = json.loads((tmp_path / "benchmarks.json").read_text())["time_to_92"]
+    assert set(reached) == {"numba", "scikit-learn"}  # a thread limit changes speed, not the time to 92%
     assert reached["numba"]["seconds"] > 0 and reached["numba"]["epoch"] >= 1
     assert reached["scikit-learn"]["accuracy"] >= 0.92 and reached["scikit-learn"]["max_iter"] >= 10
 
