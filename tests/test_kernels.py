@@ -164,6 +164,31 @@ def test_nan_and_inf_survive_fastmath(synthetic):
     assert not np.isfinite(losses[-1])
 
 
+def test_exp_matches_numpy_and_keeps_nan():
+    """The kernels' own exp: float64 accuracy where softmax needs it, 0 where exp underflows, NaN kept."""
+    x = np.concatenate([np.linspace(-740.0, 0.0, 3001), [-1e300, -np.inf]])
+    ours = np.array([kernels._exp_nonpositive(v) for v in x])
+    exact = np.exp(x)
+    normal = exact >= np.finfo(np.float64).tiny  # relative error grows with |x|, as ln 2 is rounded
+    bound = 2e-16 * (1 + np.abs(x[normal])) * exact[normal]
+    assert np.all(np.abs(ours[normal] - exact[normal]) <= bound)
+    assert np.all(ours[~normal] < np.finfo(np.float64).tiny) and ours[-1] == ours[-2] == 0.0
+    assert np.isnan(kernels._exp_nonpositive(np.nan))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_ignores_padded_lanes_and_breaks_ties_low(dtype):
+    z = np.zeros(kernels.LANES, dtype=dtype)
+    z[[2, 5]] = 3.0  # a tie for the largest logit among the 6 classes
+    z[6:] = 50.0  # the padded lanes, whatever they hold, take no part
+    expected = np.exp(z[:6] - 3.0)
+    m, pred, s = kernels._softmax(z, 6)
+    assert (m, pred) == (3.0, 2)
+    assert s == pytest.approx(expected.sum(), rel=1e-7)
+    np.testing.assert_allclose(z[:6], expected, rtol=1e-7)
+    assert not z[6:].any()
+
+
 def test_sparse_rows_keep_every_pixel(real):
     images, _ = real
     rows = SparseRows.from_dense(images)
@@ -192,6 +217,18 @@ def test_signed_row_offsets_train_like_unsigned_ones(synthetic):
 def test_more_classes_than_lanes_is_refused():
     with pytest.raises(ValueError, match="17 classes, at most 16 supported"):
         FoldedLinear(np.zeros((17, 4)), np.zeros(17), 1.0, 0.0)
+
+
+def test_training_kernels_refuse_rows_of_other_widths(synthetic):
+    images, labels = synthetic
+    rows = SparseRows.from_dense(images)
+    layer = folded(*initial(), True, "float64")
+    narrow = np.zeros((784, 8))
+    args = (rows.indptr, rows.indices, rows.values, labels, np.arange(200), np.array([0, 200]), narrow, layer.b,
+            np.zeros_like(narrow), layer.bufb, layer.first, 0.5, -0.1, 0.1, 0.9, 1.0, 0.0, False, 10)  # fmt: skip
+    for kernel, extra in ((kernels._train_serial, ()), (kernels._train_parallel, (2,))):
+        with pytest.raises(ValueError, match="weight rows of LANES"):
+            kernel(*args, *extra)
 
 
 def test_warm_up_reports_compilation_once():
