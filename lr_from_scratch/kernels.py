@@ -57,6 +57,7 @@ PREFETCH_AHEAD = 4
 _ONE, _TWO = np.uint64(1), np.uint64(2)
 #: ``1 / k!`` for k = 12 down to 0: the Taylor polynomial of ``exp`` in Horner order.
 _EXP_TAYLOR = tuple(1 / math.factorial(k) for k in range(12, -1, -1))
+_LN2 = math.log(2.0)
 
 
 @contextlib.contextmanager
@@ -141,7 +142,8 @@ else:
     @intrinsic
     def _pow2(typingctx, n):
         """``2^n`` for an integral float64 ``n`` up to 1023, made from its bits: the biased exponent
-        ``n + 1023`` shifted into place. 0 for ``n < -1022`` (no subnormals). One vector instruction each."""
+        ``n + 1023`` shifted into place. 0 for ``n < -1022`` (no subnormals). Each operation has a vector
+        instruction, so a loop over lanes stays vectorised."""
         if n != types.float64:
             return None
 
@@ -323,14 +325,14 @@ def _exp_nonpositive(x):
     ``x = n ln 2 + r`` with ``n = round(x / ln 2)`` and ``|r| <= ln(2) / 2``, so ``exp(x) = 2^n exp(r)``:
     ``exp(r)`` is its Taylor polynomial of degree 12 (error below ``0.35^13 / 13! = 2e-16``), ``2^n`` is built
     from its bits (:func:`_pow2`). Every operation has a vector instruction, so a loop over 16 lanes becomes
-    a few dozen of them instead of 16 calls to ``exp``. Relative error below ``2e-16 (1 + |x|)`` (the rounding
+    a few dozen of them instead of a call to ``exp`` per lane. Relative error below ``2e-16 (1 + |x|)`` (the rounding
     of ln 2 grows with ``n``); results below ``2^-1022`` are 0; NaN stays NaN.
     """
     x = float(x)
     if x < -1000.0:  # exp is 0 there; a comparison with NaN is false, so NaN goes on
         x = -1000.0
-    n = np.floor(x * 1.4426950408889634 + 0.5)  # x / ln 2, rounded
-    r = x - n * 0.6931471805599453
+    n = np.floor(x / _LN2 + 0.5)
+    r = x - n * _LN2
     p = 0.0
     for coefficient in _EXP_TAYLOR:  # Horner's rule
         p = p * r + coefficient
