@@ -17,10 +17,12 @@ import numpy as np
 from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, epoch_order, prepare
+from lr_from_scratch.trainer import TrainState, fit, train_epoch
 
 #: name -> (backend, torch device, torch loader)
 IMPLEMENTATIONS = {
     "numpy": ("numpy", None, None),
+    "numba-naive": ("numba-naive", None, None),
     "numba": ("numba", None, None),
     "numba-1-thread": ("numba", None, None),
     "torch-cpu": ("torch", "cpu", "tensor"),
@@ -29,9 +31,11 @@ IMPLEMENTATIONS = {
 }
 #: Implementations held to a number of Numba threads (the others use them all): what threads bring.
 NUMBA_THREADS = {"numba-1-thread": 1}
+#: Implementations timed for speed only: each takes the same steps as another one (numba-naive as numpy, the
+#: DataLoader as the tensors), so its time to 92% would say nothing new.
+SPEED_ONLY = {"numba-naive", "torch-cpu-dataloader", *NUMBA_THREADS}
 #: Dense floating-point work per training sample: forward X W^T and backward G^T X, 2 flops per multiply-add.
 DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
-LR = 0.01
 
 
 def unavailable(name: str) -> str | None:
@@ -49,31 +53,30 @@ class Bench:
     """One implementation at one batch size, trained on all 60,000 training images, ready to be timed."""
 
     backend: object
-    n_train: int
-    batches: list[slice]
+    config: TrainConfig  # a constant learning rate, no validation split
     numba_threads: int | None = None  # None: as many as Numba has
 
     def __post_init__(self):
+        self.n_train = self.backend.n_train
+        self.batches = batch_slices(self.n_train, self.config.batch_size)
         self._epoch = 0
-        self._order = epoch_order(self.n_train, 0, 0)
+        self._order = epoch_order(self.n_train, self.config.seed, 0)
         self._next_batch = 0
 
     def epoch(self) -> float:
-        """One epoch in a fresh order (the way the training loop calls the backend); returns the mean loss."""
-        order, calls = epoch_order(self.n_train, 0, self._epoch), self.backend.steps_per_call
+        """One epoch in a fresh order, run by the training loop's own epoch; returns the mean loss."""
+        state = TrainState(epoch=self._epoch)
         self._epoch += 1
-        loss = 0.0
         with self._threads():
-            for start in range(0, len(self.batches), calls):
-                loss += self.backend.run_steps(order, self.batches[start : start + calls], LR)[0]
-        return loss / self.n_train
+            train_epoch(self.backend, self.config, state, self.batches)
+        return state.loss_sum / self.n_train
 
     def step(self) -> float:
         """One SGD step on the next batch."""
         batch = self.batches[self._next_batch % (len(self.batches) - 1)]  # never the short last one
         self._next_batch += 1
         with self._threads():
-            return self.backend.run_steps(self._order, [batch], LR)[0]
+            return self.backend.run_steps(self._order, [batch], self.config.lr)[0]
 
     def infer(self) -> float:
         """Loss and accuracy over the 10,000 test images; returns the accuracy."""
@@ -101,10 +104,6 @@ def _backend(name: str, config: TrainConfig, splits):
 
         torch.backends.cuda.matmul.allow_tf32 = False
         return TorchBackend(config, splits, torch.device(device), loader)
-    if backend_name == "numba":
-        from lr_from_scratch.kernels import warm_up
-
-        warm_up(config.dtype)
     return make_backend(config, splits)
 
 
@@ -112,8 +111,7 @@ def build(name: str, mnist, batch_size: int) -> Bench:
     """The implementation ``name`` at ``batch_size``, compiled and warmed up: the next call is a steady one."""
     config = TrainConfig(batch_size=batch_size, val_split=0.0, lr_step=0, backend=IMPLEMENTATIONS[name][0])
     splits = prepare(mnist, config)
-    backend = _backend(name, config, splits)
-    bench = Bench(backend, len(splits.train), batch_slices(len(splits.train), batch_size), NUMBA_THREADS.get(name))
+    bench = Bench(_backend(name, config, splits), config, NUMBA_THREADS.get(name))
     bench.step()  # warm-up: allocator, caches, CUDA context and kernels
     bench.infer()
     return bench
@@ -148,8 +146,6 @@ def time_to_accuracy(mnist, name: str, target: float = 0.92) -> dict:
     Returns ``{"seconds": training seconds (evaluation excluded), "epoch": that epoch}``, or seconds None when
     the default epochs never get there.
     """
-    from lr_from_scratch.trainer import fit
-
     config = TrainConfig(backend=IMPLEMENTATIONS[name][0])
     splits = prepare(mnist, config)
     backend = _backend(name, config, splits)
@@ -159,7 +155,7 @@ def time_to_accuracy(mnist, name: str, target: float = 0.92) -> dict:
         if reached["seconds"] is None and backend.evaluate("test")[1] >= target:
             reached.update(seconds=state.train_seconds, epoch=state.epoch)
 
-    fit(backend, config, len(splits.train), progress=False, log=None, on_epoch_end=check)
+    fit(backend, config, progress=False, log=None, on_epoch_end=check)
     return reached
 
 

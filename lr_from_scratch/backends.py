@@ -11,10 +11,10 @@ from typing import Protocol
 import numpy as np
 
 from .config import TrainConfig
-from .data.pipeline import rng
+from .data import SparseRows, Splits, batch_starts
 from .metrics import evaluate
-from .model import SoftmaxRegression, init_params
-from .optim import SGD
+from .model import SoftmaxRegression, initial_params
+from .optim import SGD, momentum_buffer_key
 
 
 class Backend(Protocol):
@@ -22,6 +22,11 @@ class Backend(Protocol):
 
     #: How many batches one :meth:`run_steps` call may take (the loop checks for Ctrl-C in between).
     steps_per_call: int
+    #: The number of training samples, and whether there is a validation split to evaluate.
+    n_train: int
+    has_val: bool
+    #: What the backend reports about itself in ``metrics.json`` (compile time, device, ...).
+    info: dict
 
     def run_steps(self, order: np.ndarray, batches: list[slice], lr: float) -> tuple[float, int]:
         """Train on ``order[s]`` for each slice ``s`` in turn; return (sum of batch loss x batch size, correct)."""
@@ -40,15 +45,17 @@ class Backend(Protocol):
 
 
 class NumpyBackend:
-    """The readable reference: :class:`SoftmaxRegression` and :class:`SGD`, one batch at a time."""
+    """The readable reference: :class:`SoftmaxRegression` and :class:`SGD`, one batch at a time, on scaled
+    float arrays ``(x (n, D), y (n,))``."""
 
     steps_per_call = 8
 
-    def __init__(self, model: SoftmaxRegression, config: TrainConfig, train, val=None, test=None):
-        self.model = model
+    def __init__(self, weight, bias, config: TrainConfig, train, val=None, test=None):
+        self.model = SoftmaxRegression(weight, bias)
         self.data = {"train": train, "val": val, "test": test}
+        self.n_train, self.has_val, self.info = len(train[1]), val is not None, {}
         self.optimizer = SGD(
-            [model.weight, model.bias],
+            [self.model.weight, self.model.bias],
             lr=config.lr,
             momentum=config.momentum,
             dampening=config.dampening,
@@ -76,11 +83,7 @@ class NumpyBackend:
         return self.model.weight.copy(), self.model.bias.copy()
 
     def state(self):
-        return {
-            "weight": self.model.weight.copy(),
-            "bias": self.model.bias.copy(),
-            **self.optimizer.state_dict(),
-        }
+        return {"weight": self.model.weight.copy(), "bias": self.model.bias.copy(), **self.optimizer.state_dict()}
 
     def load_state(self, state):
         self.model.weight[...] = state["weight"]
@@ -88,28 +91,57 @@ class NumpyBackend:
         self.optimizer.load_state_dict(state)
 
 
-class NumbaBackend:
-    """The fast path: :mod:`.kernels` on the images' uint8 non-zero pixels, normalisation folded in.
+class NaiveNumbaBackend(NumpyBackend):
+    """Kernel 1 (:mod:`.kernels.naive`): the reference's steps ported to Numba as they are, on the same arrays,
+    the same model and the same optimizer state as :class:`NumpyBackend`."""
 
-    ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.kernels.SparseRows`
-    of raw values; the model sees ``x = a * value + c``.
+    steps_per_call = 64
+
+    def __init__(self, weight, bias, config: TrainConfig, train, val=None, test=None):
+        from .kernels import naive
+
+        super().__init__(weight, bias, config, train, val, test)
+        self.kernel = naive.train_steps
+        seconds, self.compiled = naive.warm_up(config.dtype)
+        self.info = {"compile_seconds": seconds}
+
+    def run_steps(self, order, batches, lr):
+        x, y = self.data["train"]
+        W, b, sgd = self.model.weight, self.model.bias, self.optimizer
+        first = np.array([sgd.buffers[0] is None])
+        buffers = [np.zeros_like(W), np.zeros_like(b)] if first[0] else sgd.buffers
+        t = W.dtype.type
+        options = (t(sgd.momentum), t(sgd.dampening), t(sgd.weight_decay), bool(sgd.nesterov))
+        loss, correct = self.kernel(x, y, order, batch_starts(batches), W, b, *buffers, first, t(lr), *options)
+        if sgd.momentum:  # without momentum SGD keeps no buffers
+            sgd.buffers = buffers
+        return float(loss), int(correct)
+
+
+class NumbaBackend:
+    """The fast path: :mod:`.kernels.fused` on the images' non-zero pixels, normalisation folded in.
+
+    ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.data.SparseRows` of
+    raw values; the model sees ``x = a * value + c``. The kernels are compiled (or loaded from Numba's cache)
+    here, so no epoch's timing includes it: ``info`` says how long that took, ``compiled`` whether it compiled.
     """
 
     steps_per_call = 64
 
     def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
-        from .kernels import FoldedLinear
+        from .kernels.fused import FoldedLinear, warm_up
 
-        self.layer = FoldedLinear(weight, bias, a, c)
-        self.config = config
+        seconds, self.compiled = warm_up(config.dtype, train[0].values.dtype)
+        self.info = {"compile_seconds": seconds}
+        self.layer = FoldedLinear(
+            weight, bias, a, c, config.momentum, config.dampening, config.weight_decay, config.nesterov
+        )
         self.data = {"train": train, "val": val, "test": test}
+        self.n_train, self.has_val = len(train[1]), val is not None
 
     def run_steps(self, order, batches, lr):
         rows, labels = self.data["train"]
-        c = self.config
-        return self.layer.train_steps(
-            rows, labels, order, batches, lr, c.momentum, c.dampening, c.weight_decay, c.nesterov
-        )
+        return self.layer.train_steps(rows, labels, order, batches, lr)
 
     def evaluate(self, split):
         rows, labels = self.data[split]
@@ -124,41 +156,35 @@ class NumbaBackend:
         buffers = self.layer.buffers()
         state = {"weight": weight, "bias": bias}
         if buffers is not None:
-            state["momentum_buffer_0"], state["momentum_buffer_1"] = buffers
+            state.update({momentum_buffer_key(i): buffer for i, buffer in enumerate(buffers)})
         return state
 
     def load_state(self, state):
         self.layer.set_params(state["weight"], state["bias"])
-        has_buffers = "momentum_buffer_0" in state
-        self.layer.set_buffers((state["momentum_buffer_0"], state["momentum_buffer_1"]) if has_buffers else None)
+        keys = [momentum_buffer_key(i) for i in range(2)]
+        self.layer.set_buffers(tuple(state[k] for k in keys) if keys[0] in state else None)
 
 
-def make_backend(config: TrainConfig, splits) -> NumpyBackend | NumbaBackend:
-    """A freshly initialised backend of kind ``config.backend`` over ``splits`` (a
-    :class:`~lr_from_scratch.data.Splits`); both start from the same initial weights."""
-    weight, bias = init_params(784, 10, config.init, rng(config.seed, "init"), config.dtype)
-    if config.backend == "numba":
-        from .kernels import SparseRows
-
-        def rows(part):
-            return SparseRows.from_dense(part.images), part.labels
-
-        val = rows(splits.val) if splits.val is not None else None
-        a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
-        return NumbaBackend(weight, bias, config, a, c, rows(splits.train), val, rows(splits.test))
-    val = splits.scaled(splits.val, config.dtype) if splits.val is not None else None
-    train, test = splits.scaled(splits.train, config.dtype), splits.scaled(splits.test, config.dtype)
-    return NumpyBackend(SoftmaxRegression(weight, bias), config, train, val, test)
-
-
-def array_backend(config: TrainConfig, weight, bias, train, val=None) -> NumpyBackend | NumbaBackend:
+def array_backend(config: TrainConfig, weight, bias, train, val=None, test=None):
     """A backend of kind ``config.backend`` over feature arrays ``(x (n, D) float, y (n,) int)``, taken as they
     are (no scaling): what the scikit-learn style estimator trains."""
     if config.backend == "numba":
-        from .kernels import SparseRows
 
         def rows(part):
             return None if part is None else (SparseRows.from_dense(part[0]), part[1])
 
-        return NumbaBackend(weight, bias, config, 1.0, 0.0, rows(train), rows(val))
-    return NumpyBackend(SoftmaxRegression(weight, bias), config, train, val)
+        return NumbaBackend(weight, bias, config, 1.0, 0.0, rows(train), rows(val), rows(test))
+    kind = NaiveNumbaBackend if config.backend == "numba-naive" else NumpyBackend
+    return kind(weight, bias, config, train, val, test)
+
+
+def make_backend(config: TrainConfig, splits: Splits):
+    """A freshly initialised backend of kind ``config.backend`` over ``splits``, ready to train (its kernels
+    compiled); every kind starts from the same initial weights (:func:`~lr_from_scratch.model.initial_params`)."""
+    weight, bias = initial_params(config, splits.n_features, splits.n_classes)
+    parts = (splits.train, splits.val, splits.test)
+    if config.backend == "numba":
+        a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
+        rows = [None if p is None else (SparseRows.from_dense(p.images), p.labels) for p in parts]
+        return NumbaBackend(weight, bias, config, a, c, *rows)
+    return array_backend(config, weight, bias, *[None if p is None else splits.scaled(p, config.dtype) for p in parts])

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +17,9 @@ from pathlib import Path
 from .cli import ArgumentParser, StopOnInterrupt
 from .config import DTYPES, TrainConfig
 from .data import Splits, load_mnist, prepare
-from .errors import ConfigError, TrainingDiverged, UserError
-from .files import write_json
+from .errors import ConfigError, TrainingDiverged
 from .model import INITS
-from .plots import plot_history
-from .runs import (
-    CHECKPOINT,
-    CONFIG,
-    CURVES,
-    HISTORY,
-    METRICS,
-    MODEL,
-    load_checkpoint,
-    save_checkpoint,
-    save_model,
-    write_history,
-)
+from .runs import CONFIG, RunFolder
 from .trainer import TrainingInterrupted, TrainState, fit
 
 CONFIG_HELP = {
@@ -53,7 +38,7 @@ CONFIG_HELP = {
     "init": "weight initialisation",
     "seed": "seed of the split, the initial weights and the batch order",
     "dtype": "floating-point precision",
-    "backend": "numba: the fused sparse kernels; numpy: the readable reference",
+    "backend": "numba: the fused sparse kernels; numpy: the readable reference; numba-naive: the first, naive port",
     "limit": "train on the first N samples of the training set only (quick runs)",
 }
 
@@ -66,7 +51,7 @@ class Recipe:
     backends: tuple[str, ...]  #: --backend choices; with one, there is no --backend flag
     make_backend: Callable[[TrainConfig, Splits, argparse.Namespace], object]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
-    #: called before the data is loaded; returns extra figures for metrics.json (and may print)
+    #: called before the data is loaded (checks the command's own flags); returns extra figures for metrics.json
     set_up: Callable[[TrainConfig, argparse.Namespace], dict] = lambda config, args: {}
     describe: Callable[[TrainConfig, argparse.Namespace], str] = lambda config, args: f"{config.backend} backend"
     #: writes extra files into the run folder after training; returns their names
@@ -113,13 +98,10 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
     if len(recipe.backends) == 1:
         given["backend"] = recipe.backends[0]
     if args.resume:
-        run_dir, config, (backend_state, state) = _open_resume(recipe, Path(args.resume), given, args.out)
+        folder, backend_state, state = _open_resume(recipe, args.resume, given, args.out)
     else:
-        config = TrainConfig(**given).validate()
-        run_dir = Path(args.out) if args.out else _new_run_dir()
-        if (run_dir / CONFIG).exists():
-            raise ConfigError(f"--out {run_dir} already holds a run: choose another folder, or --resume {run_dir}")
-        backend_state, state = None, TrainState()
+        folder, backend_state, state = RunFolder.create(args.out, TrainConfig(**given).validate()), None, TrainState()
+    config = folder.config
 
     extra_metrics = recipe.set_up(config, args)
     splits = prepare(load_mnist(args.data_dir, progress=not args.no_progress), config)
@@ -127,34 +109,29 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
     if backend_state is not None:
         backend.load_state(backend_state)
     else:
-        write_json(run_dir / CONFIG, config.to_dict())
-    n_train, n_val = len(splits.train), 0 if splits.val is None else len(splits.val)
+        folder.start()
+    n_val = 0 if splits.val is None else len(splits.val)
     print(
-        f"{'resuming' if args.resume else 'training'} softmax regression: {n_train:,} train / "
+        f"{'resuming' if args.resume else 'training'} softmax regression: {backend.n_train:,} train / "
         f"{n_val:,} validation / {len(splits.test):,} test samples, batch {config.batch_size}, "
-        f"{config.dtype}, {recipe.describe(config, args)} -> {run_dir}"
+        f"{config.dtype}, {recipe.describe(config, args)} -> {folder.path}"
     )
-
-    def save_history(state: TrainState) -> None:
-        write_history(run_dir / HISTORY, state.history)
 
     with StopOnInterrupt() as stop:
         try:
             state = fit(
-                backend, config, n_train, state, has_val=n_val > 0, progress=not args.no_progress,
-                should_stop=stop, on_epoch_end=save_history,
-            )  # fmt: skip
+                backend, config, state, progress=not args.no_progress, should_stop=stop, on_epoch_end=folder.end_epoch
+            )
         except TrainingInterrupted:
-            save_checkpoint(run_dir / CHECKPOINT, backend.state(), state)
+            folder.interrupted(backend.state(), state)
             print(
                 f"interrupted in epoch {state.epoch + 1} after {state.batch} batches; checkpoint saved. "
-                f"Continue with: {recipe.prog} --resume {run_dir}",
+                f"Continue with: {recipe.prog} --resume {folder.path}",
                 file=sys.stderr,
             )
             return 130
         except TrainingDiverged:
-            if state.best_weight is not None:
-                save_model(run_dir / MODEL, state.best_weight, state.best_bias, splits.mean, splits.std, config)
+            folder.diverged(state)
             raise
 
     backend.load_state({"weight": state.best_weight, "bias": state.best_bias})
@@ -167,51 +144,30 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
         "epochs_run": len(state.history),
         "stopped_early": state.stopped_early,
         "train_seconds": state.train_seconds,
-        "samples_per_second": n_train * len(state.history) / state.train_seconds,
+        "samples_per_second": backend.n_train * len(state.history) / state.train_seconds,
         "backend": config.backend,
         **extra_metrics,
+        **backend.info,
     }
-    save_model(run_dir / MODEL, state.best_weight, state.best_bias, splits.mean, splits.std, config)
-    extra_files = recipe.save_extra(backend, run_dir)
-    plot_history(state.history, run_dir / CURVES, title=f"softmax regression on MNIST ({run_dir.name})")
-    write_json(run_dir / METRICS, metrics)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    files = folder.finished(state, metrics, lambda path: recipe.save_extra(backend, path))
     print(
         f"test accuracy {test_accuracy:.2%}, test loss {test_loss:.4f} (weights of epoch {state.best_epoch}; "
         f"{state.train_seconds:.2f} s of training, {metrics['samples_per_second']:,.0f} samples/s)"
     )
-    print(f"wrote {run_dir}/: {' '.join([CONFIG, HISTORY, METRICS, MODEL, *extra_files, CURVES])}")
+    print(f"wrote {folder.path}/: {' '.join(files)}")
     return 0
 
 
-def _open_resume(recipe: Recipe, run_dir: Path, given: dict, out: str | None):
-    """The run folder, its saved config and checkpoint; refuses options that would change the run."""
+def _open_resume(recipe: Recipe, path: str, given: dict, out: str | None):
+    """The interrupted run's folder, backend arrays and loop state; refuses options that would change the run."""
     changes = [name for name in given if not (name == "backend" and len(recipe.backends) == 1)]
     if changes or out:
         flag = "--out" if out else "--" + changes[0].replace("_", "-")
         raise ConfigError(
-            f"{flag} cannot be combined with --resume: a resumed run keeps the options in {run_dir / CONFIG}"
+            f"{flag} cannot be combined with --resume: a resumed run keeps the options in {Path(path) / CONFIG}"
         )
-    if not (run_dir / CONFIG).is_file():
-        raise ConfigError(f"--resume {run_dir}: no {CONFIG} there; expected the folder of an interrupted run")
-    if not (run_dir / CHECKPOINT).is_file():
-        done = (run_dir / METRICS).is_file()
-        why = "the run already finished" if done else f"no {CHECKPOINT} (the run was not interrupted with Ctrl-C)"
-        raise ConfigError(f"--resume {run_dir}: nothing to resume, {why}")
-    try:
-        config = TrainConfig.from_dict(json.loads((run_dir / CONFIG).read_text())).validate()
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{run_dir / CONFIG}: not a valid run config ({exc})") from None
-    if config.backend not in recipe.backends:
-        other = "python -m torch_ref.train" if config.backend == "torch" else "python -m lr_from_scratch.train"
-        raise ConfigError(f"--resume {run_dir}: that run used the {config.backend} backend; resume it with {other}")
-    return run_dir, config, load_checkpoint(run_dir / CHECKPOINT)
-
-
-def _new_run_dir() -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir, n = Path("runs") / stamp, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = Path("runs") / f"{stamp}-{n}"
-    return run_dir
+    folder, backend_state, state = RunFolder.open_to_resume(path)
+    if folder.config.backend not in recipe.backends:
+        other = "python -m torch_ref.train" if folder.config.backend == "torch" else "python -m lr_from_scratch.train"
+        raise ConfigError(f"--resume {path}: that run used the {folder.config.backend} backend; resume it with {other}")
+    return folder, backend_state, state

@@ -16,9 +16,9 @@ import numpy as np
 
 from .backends import array_backend
 from .config import SCRATCH_BACKENDS, TrainConfig
-from .data.pipeline import rng, split_for
+from .data.pipeline import split_for
 from .functional import softmax
-from .model import init_params
+from .model import initial_params
 from .trainer import fit
 
 #: The estimator's parameters: every training option except the MNIST-specific ``normalize`` and ``limit``.
@@ -76,10 +76,10 @@ class SoftmaxRegressionClassifier:
         if len(self.classes_) < 2:
             raise ValueError(f"y has {len(self.classes_)} class, expected at least 2")
         train_idx, val_idx = split_for(len(X), config)
-        weight, bias = init_params(X.shape[1], len(self.classes_), config.init, rng(config.seed, "init"), config.dtype)
+        weight, bias = initial_params(config, X.shape[1], len(self.classes_))
         val = (X[val_idx], y_idx[val_idx]) if len(val_idx) else None
         backend = array_backend(config, weight, bias, (X[train_idx], y_idx[train_idx]), val)
-        state = fit(backend, config, len(train_idx), has_val=val is not None, progress=False, log=None)
+        state = fit(backend, config, progress=False, log=None)
         self.weight_, self.bias_ = state.best_weight, state.best_bias
         self.n_features_in_ = X.shape[1]
         self.history_, self.best_epoch_, self.n_iter_ = state.history, state.best_epoch, len(state.history)

@@ -44,7 +44,10 @@ def cross_entropy(z: np.ndarray, y: np.ndarray) -> np.floating:
 
 
 def one_hot(y: np.ndarray, n_classes: int, dtype: str | np.dtype = "float64") -> np.ndarray:
-    """``Y[i, k] = 1`` if ``y[i] == k`` else 0. y : (B,) -> (B, K)."""
+    """``Y[i, k] = 1`` if ``y[i] == k`` else 0. y : (B,) -> (B, K).
+
+    For teaching (and the tests): :func:`cross_entropy_grad` subtracts 1 at the label instead of building ``Y``.
+    """
     out = np.zeros((len(y), n_classes), dtype=dtype)
     out[np.arange(len(y)), y] = 1
     return out

@@ -16,17 +16,17 @@ import numpy as np
 
 from .cli import ArgumentParser, run_cli
 from .config import TrainConfig
-from .data import epoch_order, load_mnist, prepare, rng
+from .data import epoch_order, load_mnist, prepare
 from .errors import ConfigError
 from .files import write_json
-from .model import SoftmaxRegression, init_params
+from .model import SoftmaxRegression, initial_params
 from .optim import SGD
 from .plots import figure, save
 
 
-def lr_range_test(x, y, start, end, steps, batch_size, momentum, seed=0, smoothing=0.98) -> dict:
+def lr_range_test(x, y, n_classes, start, end, steps, batch_size, momentum, seed=0, smoothing=0.98) -> dict:
     """Rates and smoothed losses of the range test; stops early once the loss exceeds 4x its best."""
-    model = SoftmaxRegression(*init_params(x.shape[1], 10, "torch", rng(seed, "init"), x.dtype))
+    model = SoftmaxRegression(*initial_params(TrainConfig(seed=seed, dtype=x.dtype.name), x.shape[1], n_classes))
     sgd = SGD([model.weight, model.bias], lr=start, momentum=momentum)
     order = epoch_order(len(x), seed, 0)
     rates, losses, average, best = [], [], 0.0, math.inf
@@ -74,7 +74,7 @@ def _main(argv) -> int:
     config = TrainConfig(batch_size=args.batch_size, momentum=args.momentum).validate()
     splits = prepare(load_mnist(args.data_dir), config)
     x, y = splits.scaled(splits.train, config.dtype)
-    result = lr_range_test(x, y, args.start, args.end, args.steps, config.batch_size, config.momentum)
+    result = lr_range_test(x, y, splits.n_classes, args.start, args.end, args.steps, config.batch_size, config.momentum)
     out = Path(args.out)
     fig = figure(figsize=(7, 4))
     ax = fig.subplots()

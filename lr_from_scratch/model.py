@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data.pipeline import rng
 from .functional import cross_entropy, cross_entropy_grad, linear, linear_grads, softmax
 
 INITS = ("torch", "xavier", "zeros")
@@ -35,6 +36,15 @@ def init_params(
     return weight.astype(dtype), bias.astype(dtype)
 
 
+def initial_params(config, n_features: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The initial ``weight`` (K, D) and ``bias`` (K,) of a run under ``config`` (a ``TrainConfig``):
+    :func:`init_params` with ``config.init``, drawn from the run's own ``"init"`` generator, in ``config.dtype``.
+
+    Every backend starts here, so runs with the same seed start from the same weights whatever computes them.
+    """
+    return init_params(n_features, n_classes, config.init, rng(config.seed, "init"), config.dtype)
+
+
 @dataclass
 class SoftmaxRegression:
     """Multinomial logistic regression ``p(y | x) = softmax(W x + b)``.
@@ -50,7 +60,8 @@ class SoftmaxRegression:
 
     @classmethod
     def initialised(cls, n_features, n_classes, scheme, rng, dtype="float32") -> SoftmaxRegression:
-        """A model with parameters from :func:`init_params`."""
+        """A model with parameters from :func:`init_params` (for teaching: the backends use
+        :func:`initial_params`)."""
         return cls(*init_params(n_features, n_classes, scheme, rng, dtype))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -58,11 +69,11 @@ class SoftmaxRegression:
         return linear(x, self.weight, self.bias)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """x : (B, D) -> (B, K) class probabilities."""
+        """x : (B, D) -> (B, K) class probabilities (for teaching: nothing in the training path calls it)."""
         return softmax(self.logits(x))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """x : (B, D) -> (B,) most probable class."""
+        """x : (B, D) -> (B,) most probable class (for teaching: nothing in the training path calls it)."""
         return self.logits(x).argmax(axis=1)
 
     def forward_backward(self, x: np.ndarray, y: np.ndarray):

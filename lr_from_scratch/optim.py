@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def momentum_buffer_key(i: int) -> str:
+    """The name under which parameter ``i``'s momentum buffer is saved (0: weight, 1: bias), by every backend."""
+    return f"momentum_buffer_{i}"
+
+
 class SGD:
     r"""Stochastic gradient descent, step for step what ``torch.optim.SGD`` does.
 
@@ -47,12 +52,12 @@ class SGD:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The momentum buffers (those that exist), for a checkpoint."""
-        return {f"momentum_buffer_{i}": b for i, b in enumerate(self.buffers) if b is not None}
+        return {momentum_buffer_key(i): b for i, b in enumerate(self.buffers) if b is not None}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore buffers saved by :meth:`state_dict`."""
         for i in range(len(self.params)):
-            key = f"momentum_buffer_{i}"
+            key = momentum_buffer_key(i)
             self.buffers[i] = np.array(state[key], dtype=self.params[i].dtype) if key in state else None
 
 

@@ -27,7 +27,7 @@ def sweep(mnist, batch_sizes, epochs, backend) -> list[dict]:
         config = TrainConfig(batch_size=batch_size, epochs=epochs, backend=backend).validate()
         splits = prepare(mnist, config)
         model = make_backend(config, splits)
-        state = fit(model, config, len(splits.train), progress=False, log=None)
+        state = fit(model, config, progress=False, log=None)
         model.load_state({"weight": state.best_weight, "bias": state.best_bias})
         rows.append({"batch_size": batch_size, "test_accuracy": model.evaluate("test")[1],
                      "train_seconds": state.train_seconds, "epochs_run": len(state.history)})  # fmt: skip
@@ -55,10 +55,6 @@ def _main(argv) -> int:
     for size in sizes:
         TrainConfig(batch_size=size).validate()
     mnist = load_mnist(args.data_dir)
-    if args.backend == "numba":
-        from .kernels import warm_up
-
-        warm_up("float32")
     rows = sweep(mnist, sizes, args.epochs, args.backend)
     out = Path(args.out)
     fig = figure(figsize=(9, 3.8))

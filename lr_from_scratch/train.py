@@ -10,27 +10,20 @@ import sys
 from .backends import make_backend
 from .cli import run_cli
 from .command import Recipe, run_training
-from .config import SCRATCH_BACKENDS, TrainConfig
+from .config import SCRATCH_BACKENDS
 
 
-def compile_kernels(config: TrainConfig, args) -> dict:
-    """Compile the Numba kernels now (or load them from the cache), so no epoch's timing includes it."""
-    if config.backend != "numba":
-        return {}
-    from .kernels import warm_up
-
-    seconds, compiled = warm_up(config.dtype)
-    how = "compiled (cached for later runs)" if compiled else "loaded from the cache"
-    print(f"numba kernels {how} in {seconds:.1f} s")
-    return {"compile_seconds": seconds}
+def build_backend(config, splits, args):
+    """:func:`make_backend`, saying how long the Numba kernels took to compile or load (they do it there, so no
+    epoch's timing includes it)."""
+    backend = make_backend(config, splits)
+    if "compile_seconds" in backend.info:
+        how = "compiled (cached for later runs)" if backend.compiled else "loaded from the cache"
+        print(f"numba kernels {how} in {backend.info['compile_seconds']:.1f} s")
+    return backend
 
 
-RECIPE = Recipe(
-    prog="python -m lr_from_scratch.train",
-    backends=SCRATCH_BACKENDS,
-    make_backend=lambda config, splits, args: make_backend(config, splits),
-    set_up=compile_kernels,
-)
+RECIPE = Recipe(prog="python -m lr_from_scratch.train", backends=SCRATCH_BACKENDS, make_backend=build_backend)
 
 
 def main(argv: list[str] | None = None) -> int:

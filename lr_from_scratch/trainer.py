@@ -62,9 +62,7 @@ class TrainState:
 def fit(
     backend: Backend,
     config: TrainConfig,
-    n_train: int,
     state: TrainState | None = None,
-    has_val: bool = True,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     should_stop: Callable[[], bool] = lambda: False,
@@ -76,42 +74,58 @@ def fit(
     weights) and :class:`TrainingInterrupted` when ``should_stop()`` turns true between two steps.
     """
     state = state or TrainState()
+    batches = batch_slices(backend.n_train, config.batch_size)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite losses are caught below
-        _run_epochs(backend, config, n_train, state, has_val, progress, log, should_stop, on_epoch_end)
+        while state.epoch < config.epochs and not state.stopped_early:
+            train_epoch(backend, config, state, batches, progress, should_stop)
+            _end_epoch(backend, config, state, log)
+            if on_epoch_end is not None:
+                on_epoch_end(state)
     return state
 
 
-def _run_epochs(backend, config, n_train, state, has_val, progress, log, should_stop, on_epoch_end) -> None:
-    batches = batch_slices(n_train, config.batch_size)
-    while state.epoch < config.epochs and not state.stopped_early:
-        lr = step_lr(config.lr, state.epoch, config.lr_step, config.lr_gamma)
-        order = epoch_order(n_train, config.seed, state.epoch)
-        desc = f"epoch {state.epoch + 1}/{config.epochs}"
-        with tqdm(total=len(batches), initial=state.batch, desc=desc, leave=False, disable=not progress) as bar:
-            while state.batch < len(batches):
-                chunk = batches[state.batch : state.batch + backend.steps_per_call]
-                start = time.perf_counter()
-                loss_sum, correct = backend.run_steps(order, chunk, lr)
-                state.epoch_seconds += time.perf_counter() - start
-                seen = chunk[-1].stop
-                if not math.isfinite(loss_sum):
-                    raise TrainingDiverged(_divergence_message(state, config, seen))
-                state.batch += len(chunk)
-                state.loss_sum += loss_sum
-                state.correct += correct
-                bar.update(len(chunk))
-                bar.set_postfix(loss=f"{state.loss_sum / seen:.4f}", acc=f"{state.correct / seen:.2%}", refresh=False)
-                if should_stop():
-                    raise TrainingInterrupted
-        _end_epoch(backend, config, state, n_train, lr, has_val, log)
-        if on_epoch_end is not None:
-            on_epoch_end(state)
+def train_epoch(
+    backend: Backend,
+    config: TrainConfig,
+    state: TrainState,
+    batches: list[slice],
+    progress: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run the rest of epoch ``state.epoch``, from batch ``state.batch`` on, ``backend.steps_per_call`` batches
+    per call, at the schedule's rate and in the epoch's order; add the loss, correct count and seconds to
+    ``state``. Raises as :func:`fit` does."""
+    lr = epoch_lr(config, state.epoch)
+    order = epoch_order(backend.n_train, config.seed, state.epoch)
+    desc = f"epoch {state.epoch + 1}/{config.epochs}"
+    with tqdm(total=len(batches), initial=state.batch, desc=desc, leave=False, disable=not progress) as bar:
+        while state.batch < len(batches):
+            chunk = batches[state.batch : state.batch + backend.steps_per_call]
+            start = time.perf_counter()
+            loss_sum, correct = backend.run_steps(order, chunk, lr)
+            state.epoch_seconds += time.perf_counter() - start
+            seen = chunk[-1].stop
+            if not math.isfinite(loss_sum):
+                raise TrainingDiverged(_divergence_message(state, config, seen))
+            state.batch += len(chunk)
+            state.loss_sum += loss_sum
+            state.correct += correct
+            bar.update(len(chunk))
+            bar.set_postfix(loss=f"{state.loss_sum / seen:.4f}", acc=f"{state.correct / seen:.2%}", refresh=False)
+            if should_stop():
+                raise TrainingInterrupted
 
 
-def _end_epoch(backend, config, state, n_train, lr, has_val, log) -> None:
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (0-based) under the step schedule of ``config``."""
+    return step_lr(config.lr, epoch, config.lr_step, config.lr_gamma)
+
+
+def _end_epoch(backend, config, state, log) -> None:
+    n_train, has_val = backend.n_train, backend.has_val
     row = {
         "epoch": state.epoch + 1,
-        "lr": lr,
+        "lr": epoch_lr(config, state.epoch),
         "train_loss": state.loss_sum / n_train,
         "train_accuracy": state.correct / n_train,
         "val_loss": None,
@@ -157,5 +171,5 @@ def _divergence_message(state: TrainState, config: TrainConfig, seen: int, what:
     hint = "a lower --lr" if config.normalize else "a lower --lr or --normalize"
     return (
         f"the {what} became NaN or infinite in epoch {state.epoch + 1} (after {seen} samples) at lr "
-        f"{step_lr(config.lr, state.epoch, config.lr_step, config.lr_gamma):g}; {kept}. Try {hint}"
+        f"{epoch_lr(config, state.epoch):g}; {kept}. Try {hint}"
     )

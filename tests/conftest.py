@@ -42,6 +42,15 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: float 
     )
 
 
+def run_python(code: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -c code`` in a fresh interpreter with environment ``env``; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess | tuple, code: int, *fragments: str) -> str:
     """The command failed with ``code`` and printed exactly one line, ``error: ...``, holding ``fragments``."""
     if isinstance(result, tuple):

@@ -1,8 +1,9 @@
-"""Whole training runs agree across the two backends (the kernels themselves: tests/test_kernels.py)."""
+"""Whole training runs agree across the backends (the kernels themselves: tests/test_kernels.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,32 +11,34 @@ import pytest
 from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import prepare
+from lr_from_scratch.optim import momentum_buffer_key
 from lr_from_scratch.trainer import fit
 
-from .conftest import run_module
+from .conftest import run_module, run_python
 
 
 def train(mnist, **options):
     config = TrainConfig(**options)
     splits = prepare(mnist, config)
     backend = make_backend(config, splits)
-    state = fit(backend, config, len(splits.train), progress=False, log=None)
+    state = fit(backend, config, progress=False, log=None)
     return state, backend
 
 
 @pytest.mark.parametrize(
     "options", [dict(), dict(nesterov=True, weight_decay=1e-4, batch_size=200), dict(momentum=0.5, dampening=0.5)]
 )
-def test_float64_epochs_give_the_same_weights_on_both_backends(mnist, options):
+@pytest.mark.parametrize("backend", ["numba", "numba-naive"])
+def test_float64_epochs_give_the_same_weights_as_numpy(mnist, options, backend):
     common = dict(limit=6000, epochs=2, dtype="float64", patience=0, **options)
     numpy_state, numpy_backend = train(mnist, backend="numpy", **common)
-    numba_state, numba_backend = train(mnist, backend="numba", **common)
-    for name in ("weight", "bias", "momentum_buffer_0"):
-        diff = np.abs(numba_backend.state()[name] - numpy_backend.state()[name]).max()
-        print(f"{name}: max |numba - numpy| = {diff:.2e}")
-        assert diff <= 1e-10, f"{name}: max |numba - numpy| = {diff:.2e}"
-    assert [r["train_accuracy"] for r in numba_state.history] == [r["train_accuracy"] for r in numpy_state.history]
-    assert numba_backend.evaluate("test")[1] == numpy_backend.evaluate("test")[1]
+    state, compiled = train(mnist, backend=backend, **common)
+    for name in ("weight", "bias", momentum_buffer_key(0)):
+        diff = np.abs(compiled.state()[name] - numpy_backend.state()[name]).max()
+        print(f"{name}: max |{backend} - numpy| = {diff:.2e}")
+        assert diff <= 1e-10, f"{name}: max |{backend} - numpy| = {diff:.2e}"
+    assert [r["train_accuracy"] for r in state.history] == [r["train_accuracy"] for r in numpy_state.history]
+    assert compiled.evaluate("test")[1] == numpy_backend.evaluate("test")[1]
 
 
 def test_float32_epochs_agree_within_rounding(mnist):
@@ -62,3 +65,15 @@ def test_numba_run_reports_its_compile_time(tmp_path):
     assert "numba kernels " in result.stdout and "numba backend" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["backend"] == "numba" and metrics["compile_seconds"] > 0
+
+
+@pytest.mark.parametrize("module", ["lr_from_scratch.kernels.fused", "lr_from_scratch.kernels.naive"])
+def test_warm_up_compiles_once_then_loads_from_the_cache(tmp_path, module):
+    """Two fresh processes share an empty Numba cache: the first compiles, the second only loads. (JIT on, one
+    thread, whatever the environment of the test run.)"""
+    code = f"import {module} as k; seconds, compiled = k.warm_up('float64'); print(compiled, seconds > 0)"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="1")
+    outputs = [run_python(code, env).stdout.split() for _ in range(2)]
+    assert outputs == [["True", "True"], ["False", "True"]]
+    assert any(tmp_path.rglob("*.nbi")), "Numba wrote no cache index"

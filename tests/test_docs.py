@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 
 from .conftest import REPO
 
 DOCS = REPO / "docs"
+
+
+#: ``<!-- code: PATH[:NAME] -->`` then a fenced block: the block must be the file, or its top-level ``NAME``.
+SHOWN_CODE = re.compile(r"<!-- code: ([^:\s]+)(?::(\w+))? -->\n```\w*\n(.*?)\n```", re.DOTALL)
+
+
+def source_of(path: str, name: str | None) -> str:
+    """The text of ``path``, or of its top-level function or class ``name`` (decorators included)."""
+    text = (REPO / path).read_text()
+    if name is None:
+        return text.rstrip("\n")
+    for node in ast.parse(text).body:
+        if getattr(node, "name", None) == name:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            return "\n".join(text.splitlines()[start - 1 : node.end_lineno])
+    raise AssertionError(f"{path} has no top-level {name}")
+
+
+def test_code_shown_in_the_docs_is_the_source():
+    shown = [
+        (page.name, *m.groups()) for page in sorted(DOCS.glob("*.md")) for m in SHOWN_CODE.finditer(page.read_text())
+    ]
+    assert len(shown) >= 4, "the PyTorch chapter shows the textbook program"
+    for page, path, name, block in shown:
+        assert block == source_of(path, name), f"{page}: the block of {path}:{name} differs from the source"
 
 
 def test_every_image_the_docs_show_exists():

@@ -25,7 +25,7 @@ from lr_from_scratch.optim import SGD
 from lr_from_scratch.runs import load_model
 from lr_from_scratch.trainer import fit
 from torch_ref.backend import TorchBackend
-from torch_ref.model import LogisticRegression, load_npz
+from torch_ref.model import from_arrays, load_npz
 
 from .conftest import random_batch, run_module
 
@@ -56,7 +56,7 @@ def compare(name: str, mine, theirs, rtol: float = 0.0, atol: float = 0.0) -> No
 
 def torch_side(x, y, w, b, device):
     """nn.Linear + nn.CrossEntropyLoss with autograd, on copies of the same tensors."""
-    model = LogisticRegression.from_arrays(w, b).to(device)
+    model = from_arrays(w, b).to(device)
     xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     logits = model(xt)
     loss = torch.nn.CrossEntropyLoss()(logits, yt)
@@ -129,7 +129,7 @@ def one_epoch(mnist, backend, dtype, device="cpu", loader="tensor"):
         if backend == "torch"
         else make_backend(config, splits)
     )
-    fit(model, config, len(splits.train), progress=False, log=None)
+    fit(model, config, progress=False, log=None)
     return model, splits
 
 

@@ -42,7 +42,7 @@ def test_same_weights_as_the_training_command(small, mnist, backend):
     clf = SoftmaxRegressionClassifier(epochs=3, backend=backend).fit(x, y)
     config = TrainConfig(epochs=3, limit=2000, backend=backend)
     splits = prepare(mnist, config)
-    state = fit(make_backend(config, splits), config, len(splits.train), progress=False, log=None)
+    state = fit(make_backend(config, splits), config, progress=False, log=None)
     tolerance = 0 if backend == "numpy" else 1e-6
     np.testing.assert_allclose(clf.weight_, state.best_weight, rtol=0, atol=tolerance)
     np.testing.assert_allclose(clf.bias_, state.best_bias, rtol=0, atol=tolerance)
@@ -52,9 +52,9 @@ def test_the_numba_backend_is_really_used(small):
     """The numba estimator equals the Numba backend on the same arrays bit for bit, and differs (by rounding)
     from the NumPy estimator, so a silently ignored ``backend`` would fail here."""
     from lr_from_scratch.backends import NumbaBackend
-    from lr_from_scratch.data.pipeline import rng, split_for
-    from lr_from_scratch.kernels import SparseRows
-    from lr_from_scratch.model import init_params
+    from lr_from_scratch.data import SparseRows
+    from lr_from_scratch.data.pipeline import split_for
+    from lr_from_scratch.model import initial_params
 
     x, y, _, _ = small
     numba_clf = SoftmaxRegressionClassifier(epochs=2, backend="numba").fit(x, y)
@@ -63,10 +63,10 @@ def test_the_numba_backend_is_really_used(small):
     train_idx, val_idx = split_for(len(x), config)
     y64 = y.astype(np.int64)
     backend = NumbaBackend(
-        *init_params(784, 10, "torch", rng(0, "init")), config, 1.0, 0.0,
+        *initial_params(config, 784, 10), config, 1.0, 0.0,
         (SparseRows.from_dense(x[train_idx]), y64[train_idx]), (SparseRows.from_dense(x[val_idx]), y64[val_idx]),
     )  # fmt: skip
-    state = fit(backend, config, len(train_idx), progress=False, log=None)
+    state = fit(backend, config, progress=False, log=None)
     np.testing.assert_array_equal(numba_clf.weight_, state.best_weight)
     assert not np.array_equal(numba_clf.weight_, numpy_clf.weight_)
     np.testing.assert_allclose(numba_clf.weight_, numpy_clf.weight_, atol=1e-5)
@@ -95,7 +95,7 @@ def test_params_protocol_and_clone():
 
 def test_bad_inputs_are_clear(small):
     x, y, _, _ = small
-    with pytest.raises(ValueError, match="backend must be one of numba, numpy, got 'torch'"):
+    with pytest.raises(ValueError, match="backend must be one of numba, numpy, numba-naive, got 'torch'"):
         SoftmaxRegressionClassifier(backend="torch").fit(x, y)
     with pytest.raises(ConfigError, match="--lr must be a number > 0"):
         SoftmaxRegressionClassifier(lr=-1).fit(x, y)

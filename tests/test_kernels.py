@@ -1,8 +1,8 @@
 """Every Numba kernel against the NumPy reference (also run under NUMBA_DISABLE_JIT=1, so keep inputs small).
 
-Tolerances: float64 agrees to 1e-10 (the kernels fold the normalisation into the weights and sum in another
-order, so bits differ but nothing else); float32 agrees to 1e-5 on weights and momentum buffers after up to
-8 steps: the buffers reach a few units at batch 1, where one float32 step (ulp) is 2.4e-7.
+Tolerances: float64 agrees to 1e-10 (the fused kernels fold the normalisation into the weights and sum in
+another order, so bits differ but nothing else); float32 agrees to 1e-5 on weights and momentum buffers after
+up to 8 steps: the buffers reach a few units at batch 1, where one float32 step (ulp) is 2.4e-7.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import numba
 import numpy as np
 import pytest
 
-from lr_from_scratch import kernels
-from lr_from_scratch.data import batch_slices, scale_images
-from lr_from_scratch.kernels import FoldedLinear, SparseRows, warm_up
+from lr_from_scratch.data import SparseRows, batch_slices, batch_starts, scale_images
+from lr_from_scratch.kernels import fused, lanes, naive
+from lr_from_scratch.kernels.fused import FoldedLinear
+from lr_from_scratch.kernels.llvm import LANES
 from lr_from_scratch.metrics import evaluate
 from lr_from_scratch.model import SoftmaxRegression
 from lr_from_scratch.optim import SGD
@@ -52,9 +53,9 @@ def reference_steps(images, labels, order, batches, weight, bias, lr, normalize,
     return model, sgd, loss_sum, correct
 
 
-def folded(weight, bias, normalize, dtype):
+def folded(weight, bias, normalize, dtype, **options):
     mean, std = (MEAN, STD) if normalize else (0.0, 1.0)
-    return FoldedLinear(weight.astype(dtype), bias.astype(dtype), 1 / (255 * std), -mean / std)
+    return FoldedLinear(weight.astype(dtype), bias.astype(dtype), 1 / (255 * std), -mean / std, **options)
 
 
 def initial(seed=0, scale=0.05):
@@ -86,8 +87,8 @@ def test_train_steps_match_numpy(request, data, option, batch_size, dtype):
     batches = batch_slices(len(labels), batch_size)[:8]
     weight, bias = initial()
     normalize = data == "real"
-    layer = folded(weight, bias, normalize, dtype)
-    loss, correct = layer.train_steps(SparseRows.from_dense(images), labels, order, batches, 0.05, **OPTIONS[option])
+    layer = folded(weight, bias, normalize, dtype, **OPTIONS[option])
+    loss, correct = layer.train_steps(SparseRows.from_dense(images), labels, order, batches, 0.05)
     model, sgd, ref_loss, ref_correct = reference_steps(
         images, labels, order, batches, weight, bias, 0.05, normalize, dtype, **OPTIONS[option]
     )
@@ -107,15 +108,15 @@ def test_parallel_path_matches_serial_and_is_deterministic(real, dtype, monkeypa
     rows, order = SparseRows.from_dense(images), np.arange(len(labels))
     batches = batch_slices(len(labels), 100)
     weight, bias = initial()
-    serial = folded(weight, bias, True, dtype)
-    monkeypatch.setattr(kernels, "PARALLEL_MIN_BATCH", 10**9)
-    serial.train_steps(rows, labels, order, batches, 0.1, momentum=0.9)
-    monkeypatch.setattr(kernels, "PARALLEL_MIN_BATCH", 1)
+    serial = folded(weight, bias, True, dtype, momentum=0.9)
+    monkeypatch.setattr(fused, "PARALLEL_MIN_BATCH", 10**9)
+    serial.train_steps(rows, labels, order, batches, 0.1)
+    monkeypatch.setattr(fused, "PARALLEL_MIN_BATCH", 1)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 3)  # three blocks, whatever the machine
     runs = []
     for _ in range(2):
-        layer = folded(weight, bias, True, dtype)
-        layer.train_steps(rows, labels, order, batches, 0.1, momentum=0.9)
+        layer = folded(weight, bias, True, dtype, momentum=0.9)
+        layer.train_steps(rows, labels, order, batches, 0.1)
         runs.append(layer.params()[0])
     np.testing.assert_array_equal(runs[0], runs[1])  # a fixed reduction order: no scheduling noise
     assert_close("parallel vs serial", runs[0], serial.params()[0], ATOL[dtype])
@@ -167,22 +168,22 @@ def test_nan_and_inf_survive_fastmath(synthetic):
 def test_exp_matches_numpy_and_keeps_nan():
     """The kernels' own exp: float64 accuracy where softmax needs it, 0 where exp underflows, NaN kept."""
     x = np.concatenate([np.linspace(-740.0, 0.0, 3001), [-1e300, -np.inf]])
-    ours = np.array([kernels._exp_nonpositive(v) for v in x])
+    ours = np.array([lanes.exp_nonpositive(v) for v in x])
     exact = np.exp(x)
     normal = exact >= np.finfo(np.float64).tiny  # relative error grows with |x|, as ln 2 is rounded
     bound = 2e-16 * (1 + np.abs(x[normal])) * exact[normal]
     assert np.all(np.abs(ours[normal] - exact[normal]) <= bound)
     assert np.all(ours[~normal] < np.finfo(np.float64).tiny) and ours[-1] == ours[-2] == 0.0
-    assert np.isnan(kernels._exp_nonpositive(np.nan))
+    assert np.isnan(lanes.exp_nonpositive(np.nan))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_softmax_ignores_padded_lanes_and_breaks_ties_low(dtype):
-    z = np.zeros(kernels.LANES, dtype=dtype)
+    z = np.zeros(LANES, dtype=dtype)
     z[[2, 5]] = 3.0  # a tie for the largest logit among the 6 classes
     z[6:] = 50.0  # the padded lanes, whatever they hold, take no part
     expected = np.exp(z[:6] - 3.0)
-    m, pred, s = kernels._softmax(z, 6)
+    m, pred, s = lanes.softmax_lanes(z, 6)
     assert (m, pred) == (3.0, 2)
     assert s == pytest.approx(expected.sum(), rel=1e-7)
     np.testing.assert_allclose(z[:6], expected, rtol=1e-7)
@@ -203,12 +204,12 @@ def test_sparse_rows_keep_every_pixel(real):
 def test_signed_row_offsets_train_like_unsigned_ones(synthetic):
     images, labels = synthetic
     rows = SparseRows.from_dense(images)
-    signed = SparseRows(rows.indptr.astype(np.int64), rows.indices, rows.values, rows.n_features)
+    signed = SparseRows(rows.indptr.astype(np.int64), rows.indices, rows.values)
     assert signed.indptr.dtype == np.uint64
     results = []
     for r in (rows, signed):
-        layer = folded(*initial(), True, "float64")
-        loss_and_correct = layer.train_steps(r, labels, np.arange(200), batch_slices(200, 20), 0.1, 0.9)
+        layer = folded(*initial(), True, "float64", momentum=0.9)
+        loss_and_correct = layer.train_steps(r, labels, np.arange(200), batch_slices(200, 20), 0.1)
         results.append((loss_and_correct, *layer.params()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
@@ -221,17 +222,36 @@ def test_more_classes_than_lanes_is_refused():
 
 def test_training_kernels_refuse_rows_of_other_widths(synthetic):
     images, labels = synthetic
-    rows = SparseRows.from_dense(images)
-    layer = folded(*initial(), True, "float64")
-    narrow = np.zeros((784, 8))
-    args = (rows.indptr, rows.indices, rows.values, labels, np.arange(200), np.array([0, 200]), narrow, layer.b,
-            np.zeros_like(narrow), layer.bufb, layer.first, 0.5, -0.1, 0.1, 0.9, 1.0, 0.0, False, 10)  # fmt: skip
-    for kernel, extra in ((kernels._train_serial, ()), (kernels._train_parallel, (2,))):
+    layer = folded(*initial(), True, "float64", momentum=0.9)
+    layer.Wt, layer.bufW = np.zeros((784, 8)), np.zeros((784, 8))
+    args = layer.train_args(SparseRows.from_dense(images), labels, np.arange(200), np.array([0, 200]), 0.1)
+    for kernel, n_blocks in ((fused._train_serial, 1), (fused._train_parallel, 2)):
         with pytest.raises(ValueError, match="weight rows of LANES"):
-            kernel(*args, *extra)
+            kernel(*args, n_blocks)
 
 
-def test_warm_up_reports_compilation_once():
-    warm_up("float64")
-    seconds, compiled = warm_up("float64")
-    assert not compiled and seconds >= 0
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 64])
+@pytest.mark.parametrize("option", OPTIONS)
+def test_naive_kernel_matches_numpy(real, option, batch_size, dtype):
+    """Kernel 1, the straight port: the same steps as the reference on the same scaled arrays."""
+    images, labels = real
+    order = np.random.default_rng(2).permutation(len(labels))
+    batches = batch_slices(len(labels), batch_size)[:4]
+    weight, bias = (p.astype(dtype) for p in initial())
+    W, b, bufW, bufb, first = weight.copy(), bias.copy(), np.zeros_like(weight), np.zeros_like(bias), np.ones(1, bool)
+    options = {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False, **OPTIONS[option]}
+    t = np.dtype(dtype).type
+    x = scale_images(images, MEAN, STD, dtype)
+    loss, correct = naive.train_steps(x, labels, order, batch_starts(batches), W, b, bufW, bufb, first, t(0.05),
+                                      *(t(options[k]) for k in ("momentum", "dampening", "weight_decay")),
+                                      options["nesterov"])  # fmt: skip
+    model, sgd, ref_loss, ref_correct = reference_steps(
+        images, labels, order, batches, weight, bias, 0.05, True, dtype, **OPTIONS[option]
+    )
+    assert_close("weight", W, model.weight, ATOL[dtype])
+    assert_close("bias", b, model.bias, ATOL[dtype])
+    if sgd.buffers[0] is not None:
+        assert_close("momentum buffer", bufW, sgd.buffers[0], ATOL[dtype])
+    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5)
+    assert correct == ref_correct

@@ -1,22 +1,26 @@
-"""``python -m torch_ref.train``: the same command as lr_from_scratch's, in PyTorch."""
+"""``python -m torch_ref.train``, the same command as lr_from_scratch's in PyTorch, and the textbook script."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from lr_from_scratch.config import TrainConfig
-from lr_from_scratch.data import prepare
+from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, default_data_dir, epoch_order, prepare
 from lr_from_scratch.runs import load_checkpoint, load_model, save_checkpoint
-from lr_from_scratch.trainer import TrainingInterrupted, TrainState, fit
+from lr_from_scratch.trainer import TrainingInterrupted, TrainState, epoch_lr, fit
+from torch_ref import textbook
 from torch_ref.backend import TorchBackend
-from torch_ref.model import LogisticRegression
+from torch_ref.model import to_arrays
+from torch_ref.textbook import LogisticRegression
 from torch_ref.train import main
 
-from .conftest import assert_one_line_error
+from .conftest import assert_one_line_error, run_module, run_python
 
 QUICK = ["--limit", "3000", "--epochs", "3", "--no-progress"]
 
@@ -34,7 +38,7 @@ def test_run_folder_holds_the_shared_outputs_and_a_state_dict(tmp_path, capsys):
     model = LogisticRegression()
     model.load_state_dict(torch.load(tmp_path / "model.pt"))
     saved = load_model(tmp_path)
-    np.testing.assert_array_equal(model.arrays()[0], saved.weight)
+    np.testing.assert_array_equal(to_arrays(model)[0], saved.weight)
     assert json.loads((tmp_path / "config.json").read_text())["backend"] == "torch"
 
 
@@ -73,21 +77,83 @@ def test_a_torch_run_resumes_only_with_torch_ref(tmp_path, capsys):
 def test_interrupted_and_resumed_torch_run_ends_with_identical_weights(mnist, tmp_path, loader):
     config = TrainConfig(limit=1000, batch_size=32, epochs=3, lr_step=1, momentum=0.9, dtype="float64")
     splits = prepare(mnist, config)
-    n = len(splits.train)
 
     def backend():
         return TorchBackend(config, splits, torch.device("cpu"), loader)
 
     whole = backend()
-    fit(whole, config, n, progress=False, log=None)
+    fit(whole, config, progress=False, log=None)
     first = backend()
     state, calls = TrainState(), iter(range(1, 1000))
     with pytest.raises(TrainingInterrupted):  # 29 batches of 32 are 2 calls an epoch: stop inside epoch 2
-        fit(first, config, n, state, progress=False, log=None, should_stop=lambda: next(calls) >= 3)
+        fit(first, config, state, progress=False, log=None, should_stop=lambda: next(calls) >= 3)
     save_checkpoint(tmp_path / "checkpoint.npz", first.state(), state)
     arrays, state = load_checkpoint(tmp_path / "checkpoint.npz")
     resumed = backend()
     resumed.load_state(arrays)
-    fit(resumed, config, n, state, progress=False, log=None)
+    fit(resumed, config, state, progress=False, log=None)
     np.testing.assert_array_equal(resumed.params()[0], whole.params()[0])
     assert resumed.optimizer.param_groups[0]["lr"] == whole.optimizer.param_groups[0]["lr"]
+
+
+def test_the_textbook_script_takes_the_same_steps_as_the_torch_backend(mnist, mnist_dir):
+    """Same initial weights, same order: one epoch of the textbook loop ends where torch_ref.train's does."""
+    config = TrainConfig(epochs=1, val_split=0, dtype="float64")
+    backend = TorchBackend(config, prepare(mnist, config), torch.device("cpu"), "tensor")
+    initial = backend.params()
+    fit(backend, config, progress=False, log=None)
+
+    model, loss_fn, optimizer, _ = textbook.build("cpu", torch.float64)
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.from_numpy(initial[0]))
+        model.linear.bias.copy_(torch.from_numpy(initial[1]))
+    images, labels = (
+        textbook.read_idx(mnist_dir, f"train-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    )
+    dataset = textbook.MNISTDataset(images, labels, dtype=torch.float64)
+    order = epoch_order(len(dataset), config.seed, 0).tolist()
+    textbook.train_epoch(model, DataLoader(dataset, batch_size=textbook.BATCH_SIZE, sampler=order), loss_fn, optimizer)
+    for name, mine, theirs in zip(("weight", "bias"), to_arrays(model), backend.params(), strict=True):
+        diff = np.abs(mine - theirs).max()
+        print(f"{name}: max |textbook - TorchBackend| = {diff:.2e}")
+        assert diff <= 1e-12, f"{name}: max |textbook - TorchBackend| = {diff:.2e}"
+
+
+def test_the_textbook_defaults_and_schedule_are_the_shared_ones():
+    """Its constants are lr_from_scratch's, and StepLR gives the shared schedule's rate in every epoch, exactly."""
+    config = TrainConfig()
+    ours = (config.batch_size, config.lr, config.momentum, config.epochs, config.lr_step, config.lr_gamma)
+    assert ours == (textbook.BATCH_SIZE, textbook.LR, textbook.MOMENTUM, textbook.EPOCHS, textbook.LR_STEP,
+                    textbook.LR_GAMMA)  # fmt: skip
+    assert (MNIST_MEAN, MNIST_STD, default_data_dir()) == (textbook.MEAN, textbook.STD, textbook.DATA_DIR)
+    _, _, optimizer, scheduler = textbook.build()
+    rates = []
+    for _ in range(35):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == [epoch_lr(config, epoch) for epoch in range(35)]
+
+
+def test_the_textbook_script_runs_by_itself_and_imports_no_lr_from_scratch(mnist_dir):
+    result = run_module("torch_ref.textbook", "--epochs", "1", "--device", "cpu", "--data-dir", str(mnist_dir))
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("epoch 1/1  test loss ")
+    assert float(line.split("test accuracy ")[1].rstrip("%")) > 90
+    code = "import sys, torch_ref.textbook; print(sorted(m for m in sys.modules if m.startswith('lr_from_scratch')))"
+    assert run_python(code, dict(os.environ)).stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
+        (["--data-dir", "/nonexistent"], 1, "cannot read MNIST in /nonexistent"),
+        (["--batch", "3"], 2, "unrecognized arguments: --batch 3"),
+    ],
+)
+def test_the_textbook_script_reports_bad_input_in_one_line(args, code, expected):
+    result = run_module("torch_ref.textbook", "--device", "cpu", *args)
+    assert result.returncode == code and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and expected in result.stderr

@@ -178,7 +178,7 @@ def test_divergence_keeps_the_last_good_epoch(mnist):
     wrapped = NaNAfter(backend, calls_per_epoch + 2)
     state = TrainState()
     with pytest.raises(TrainingDiverged, match=r"in epoch 2 \(after .* samples\).*kept the weights of epoch 1"):
-        fit(wrapped, config, len(splits.train), state, progress=False, log=None)
+        fit(wrapped, config, state, progress=False, log=None)
     assert state.best_epoch == 1 and len(state.history) == 1
     assert np.isfinite(state.best_weight).all()
 
@@ -186,18 +186,17 @@ def test_divergence_keeps_the_last_good_epoch(mnist):
 def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
     """Train; if ``stop_after``, interrupt after that many calls, checkpoint to disk, and resume in a new backend."""
     config, splits, backend = small_setup(mnist, **options)
-    n = len(splits.train)
     if stop_after is None:
-        return fit(backend, config, n, progress=False, log=None), backend
+        return fit(backend, config, progress=False, log=None), backend
     calls = iter(range(1, 10**9))
     state = TrainState()
     with pytest.raises(TrainingInterrupted):
-        fit(backend, config, n, state, progress=False, log=None, should_stop=lambda: next(calls) >= stop_after)
+        fit(backend, config, state, progress=False, log=None, should_stop=lambda: next(calls) >= stop_after)
     save_checkpoint(tmp_path / "checkpoint.npz", backend.state(), state)
     arrays, state = load_checkpoint(tmp_path / "checkpoint.npz")
     _, _, fresh = small_setup(mnist, **options)
     fresh.load_state(arrays)
-    return fit(fresh, config, n, state, progress=False, log=None), fresh
+    return fit(fresh, config, state, progress=False, log=None), fresh
 
 
 # 900 samples in batches of 32: NumPy takes 8 batches a call (stop inside epoch 1, at its end, inside epoch 2),

@@ -8,30 +8,32 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from lr_from_scratch.config import TrainConfig
-from lr_from_scratch.data import Splits, rng
-from lr_from_scratch.model import init_params
+from lr_from_scratch.data import Splits
+from lr_from_scratch.model import initial_params
+from lr_from_scratch.optim import momentum_buffer_key
 
-from .data import DTYPES, MNISTDataset, as_tensors
-from .model import LogisticRegression
+from .data import DTYPES, as_dataset, as_tensors
+from .model import from_arrays, to_arrays
 
 LOADERS = ("tensor", "dataloader")
 
 
 class TorchBackend:
-    """``nn.CrossEntropyLoss``, ``torch.optim.SGD`` and ``StepLR`` on a :class:`LogisticRegression`.
+    """``nn.CrossEntropyLoss`` and ``torch.optim.SGD`` on the textbook ``LogisticRegression``.
 
     ``loader="tensor"`` keeps every split on the device and slices batches by index (the fast path);
     ``loader="dataloader"`` is the textbook ``Dataset``/``DataLoader`` pipeline with per-sample transforms.
     Both visit the samples in the order the shared loop gives, so trajectories compare with lr_from_scratch.
+    The shared loop's schedule sets the learning rate (``StepLR``'s, as ``tests/test_torch_ref.py`` checks).
     """
 
     steps_per_call = 16
 
     def __init__(self, config: TrainConfig, splits: Splits, device: torch.device, loader: str = "tensor"):
-        weight, bias = init_params(784, 10, config.init, rng(config.seed, "init"), config.dtype)
+        weight, bias = initial_params(config, splits.n_features, splits.n_classes)
         self.device, self.loader, self.config = device, loader, config
         self.dtype = DTYPES[config.dtype]
-        self.model = LogisticRegression.from_arrays(weight, bias).to(device)  # the same initial weights
+        self.model = from_arrays(weight, bias).to(device)  # the same initial weights as every backend
         self.loss_fn = nn.CrossEntropyLoss()  # mean over the batch
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
@@ -41,25 +43,20 @@ class TorchBackend:
             weight_decay=config.weight_decay,
             nesterov=config.nesterov,
         )
-        step_size = config.lr_step or 10**9  # 0 means a constant rate
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=step_size, gamma=config.lr_gamma)
         parts = {"train": splits.train, "val": splits.val, "test": splits.test}
         if loader == "tensor":
             self.data = {k: as_tensors(splits, p, self.dtype, device) if p else None for k, p in parts.items()}
         else:
-            self.data = {
-                k: MNISTDataset(p, splits.mean, splits.std, self.dtype) if p else None for k, p in parts.items()
-            }
-        self.n_train = len(splits.train)
+            self.data = {k: as_dataset(splits, p, self.dtype) if p else None for k, p in parts.items()}
+        self.n_train, self.has_val, self.info = len(splits.train), splits.val is not None, {}
         self._epoch = (None, None)  # (order, order on the device or DataLoader iterator)
         self._next = 0
 
     # -- training -------------------------------------------------------------------------------------
 
     def run_steps(self, order: np.ndarray, batches: list[slice], lr: float) -> tuple[float, int]:
-        group_lr = self.optimizer.param_groups[0]["lr"]
-        if group_lr != lr:
-            raise RuntimeError(f"StepLR gives lr {group_lr}, the shared schedule {lr}: they must agree")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -71,8 +68,6 @@ class TorchBackend:
             self.optimizer.step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(dim=1) == y).sum()
-        if batches[-1].stop == self.n_train:  # the epoch is over
-            self.scheduler.step()
         return float(loss_sum), int(correct)  # one synchronisation per call, not per step
 
     def _batches(self, order, batches):
@@ -116,17 +111,15 @@ class TorchBackend:
     # -- state, as NumPy arrays (the checkpoint format is shared with lr_from_scratch) ---------------------
 
     def params(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.arrays()
+        return to_arrays(self.model)
 
     def state(self) -> dict[str, np.ndarray]:
-        weight, bias = self.model.arrays()
+        weight, bias = to_arrays(self.model)
         state = {"weight": weight, "bias": bias}
         for i, p in enumerate(self.model.parameters()):
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
-                state[f"momentum_buffer_{i}"] = buf.detach().cpu().numpy().copy()
-        state["scheduler_last_epoch"] = np.array(self.scheduler.last_epoch)
-        state["lr"] = np.array(self.optimizer.param_groups[0]["lr"])
+                state[momentum_buffer_key(i)] = buf.detach().cpu().numpy().copy()
         return state
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -135,9 +128,5 @@ class TorchBackend:
             self.model.linear.bias.copy_(torch.from_numpy(state["bias"]))
         self.optimizer.state.clear()
         for i, p in enumerate(self.model.parameters()):
-            if f"momentum_buffer_{i}" in state:
-                self.optimizer.state[p]["momentum_buffer"] = torch.from_numpy(state[f"momentum_buffer_{i}"]).to(p)
-        if "scheduler_last_epoch" in state:
-            self.scheduler.last_epoch = int(state["scheduler_last_epoch"])
-            for group in self.optimizer.param_groups:
-                group["lr"] = float(state["lr"])
+            if momentum_buffer_key(i) in state:
+                self.optimizer.state[p]["momentum_buffer"] = torch.from_numpy(state[momentum_buffer_key(i)]).to(p)

@@ -33,6 +33,11 @@ class MNIST:
     test_images: np.ndarray
     test_labels: np.ndarray
 
+    @property
+    def n_classes(self) -> int:
+        """The number of classes, 10: labels run from 0 to the largest in the training set."""
+        return int(self.train_labels.max()) + 1
+
 
 def default_data_dir() -> Path:
     """``$LR_FROM_SCRATCH_DATA``, else ``$XDG_CACHE_HOME/lr-from-scratch/mnist`` (``~/.cache`` by default)."""

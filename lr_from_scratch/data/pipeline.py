@@ -74,6 +74,11 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
     return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
+def batch_starts(batches: list[slice]) -> np.ndarray:
+    """Consecutive ``batches`` as int64 offsets (S + 1,): batch ``s`` is ``starts[s]:starts[s+1]``."""
+    return np.array([s.start for s in batches] + [batches[-1].stop], dtype=np.int64)
+
+
 @dataclass
 class Part:
     """One part of the data: ``images`` uint8 (n, 784) as on disk, ``labels`` int64 (n,)."""
@@ -87,7 +92,8 @@ class Part:
 
 @dataclass
 class Splits:
-    """The train, validation (None when the split is 0) and test parts, and the scaling to apply to them.
+    """The train, validation (None when the split is 0) and test parts, the scaling to apply to them, and the
+    number of classes.
 
     Pixels stay uint8 here: each backend scales them its own way (:meth:`scaled`, or folded into its kernels).
     """
@@ -97,6 +103,12 @@ class Splits:
     test: Part
     mean: float
     std: float
+    n_classes: int
+
+    @property
+    def n_features(self) -> int:
+        """Pixels per image: 784 for MNIST."""
+        return self.train.images.shape[1]
 
     def scaled(self, part: Part, dtype: str | np.dtype) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)``: the part's images through :func:`scale_images`, and its labels."""
@@ -140,4 +152,5 @@ def prepare(mnist, config) -> Splits:
         test=part(mnist.test_images, mnist.test_labels),
         mean=scaling(config.normalize)[0],
         std=scaling(config.normalize)[1],
+        n_classes=mnist.n_classes,
     )

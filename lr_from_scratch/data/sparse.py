@@ -1,0 +1,41 @@
+"""Images as compressed sparse rows (CSR): the non-zero pixels only, as the Numba kernels read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """Row ``i``'s non-zero pixels are ``indices[indptr[i]:indptr[i+1]]`` with values ``values[...]``.
+
+    Attributes
+    ----------
+    indptr : uint64 (n + 1,), row offsets. Unsigned, because the kernels' pixel loops are written for unsigned
+        offsets (an unsigned index needs no negative-index check); any integer offsets are converted.
+    indices : uint16 (nnz,), column numbers
+    values : uint8 or float (nnz,), the pixels as they are (no scaling)
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "indptr", np.asarray(self.indptr, dtype=np.uint64))
+
+    @classmethod
+    def from_dense(cls, x: np.ndarray) -> SparseRows:
+        """CSR of a dense (n, D) array (or (n, 28, 28)); zeros are dropped, the other values kept as they are."""
+        x = np.ascontiguousarray(x.reshape(len(x), -1))
+        if x.shape[1] > np.iinfo(np.uint16).max:
+            raise ValueError(f"{x.shape[1]} features, at most {np.iinfo(np.uint16).max} supported")
+        mask = x != 0
+        indptr = np.zeros(len(x) + 1, dtype=np.uint64)
+        np.cumsum(mask.sum(axis=1), out=indptr[1:])
+        return cls(indptr, np.nonzero(mask)[1].astype(np.uint16), x[mask])
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1

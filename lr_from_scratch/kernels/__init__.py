@@ -1,0 +1,10 @@
+"""The compiled kernels, from a straight port of the NumPy reference to the fastest version, each validated
+against :mod:`lr_from_scratch.functional` in ``tests/test_kernels.py`` and timed by ``benchmarks/``:
+
+- :mod:`.naive`: kernel 1, the reference's steps in Numba as they are (dense floats, plain loops);
+- :mod:`.fused`: the fast CPU kernels (sparse uint8 pixels, normalisation folded into the weights, many
+  fused SGD steps per call, threads without races), built from the 16-lane pieces in :mod:`.lanes`;
+- :mod:`.llvm`: what they share (fast-math flags, the vectoriser setting, two LLVM intrinsics).
+
+``docs/fast.md`` tells the story from the first to the last.
+"""

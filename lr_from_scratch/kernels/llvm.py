@@ -1,0 +1,107 @@
+"""What the compiled kernels share: fast-math flags, the vectoriser setting, and two small LLVM intrinsics.
+
+Numba has no prefetch instruction and no way to build ``2^n`` from its bits, so this module writes both as
+*intrinsics*: a few lines that emit the LLVM instructions directly. Under ``NUMBA_DISABLE_JIT=1`` (how
+``make test`` first runs the kernel tests, so every line of them runs as Python) they are plain functions
+that compute the same values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numba
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: Fast-math flags for every kernel: all of them but ``nnan`` and ``ninf``, which would let LLVM delete
+#: ``isfinite`` checks and break NaN propagation.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+#: Classes are padded to this many lanes (one AVX-512 register of float32).
+LANES = 16
+
+
+@contextlib.contextmanager
+def slp_vectoriser():
+    """While our kernels run (and so while they compile): LLVM's SLP vectoriser on.
+
+    The per-pixel rows of 16 lanes are written as 16 scalars; the SLP vectoriser packs them into one or two
+    vector registers (4x faster than scalar code here). Numba turns SLP off by default (numba#8852,
+    miscompilations reported in 2023); it is on only while these kernels compile, and the test suite checks
+    their every output against the NumPy reference. The setting is global in Numba, so it is restored as soon
+    as the call returns. The loop vectoriser keeps its default (on) and handles the long flat loops.
+    """
+    saved = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE = saved
+
+
+if numba.config.DISABLE_JIT:
+
+    def prefetch(array, index):
+        """Plain Python (``NUMBA_DISABLE_JIT=1``): there is nothing to prefetch."""
+
+    def pow2(n):
+        """Plain Python (``NUMBA_DISABLE_JIT=1``): ``2^n``, and 0 below the normal range, as compiled."""
+        return 0.0 if n < -1022 else 2.0**n
+
+else:
+
+    @intrinsic
+    def prefetch(typingctx, array, index):
+        """Ask the memory system for the cache line of ``array[index]`` (LLVM's ``llvm.prefetch``, a hint that
+        never faults and never waits), so that it is in cache by the time the kernel reads it."""
+
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            struct = context.make_array(array_type)(context, builder, args[0])
+            address = cgutils.get_item_pointer(context, builder, array_type, struct, [args[1]], wraparound=False)
+            byte_pointer = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0"
+            )
+            # read (0), keep in every cache level (3), data not instructions (1)
+            builder.call(fn, [builder.bitcast(address, byte_pointer), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    @intrinsic
+    def pow2(typingctx, n):
+        """``2^n`` for an integral float64 ``n`` up to 1023, made from its bits: the biased exponent
+        ``n + 1023`` shifted into place. 0 for ``n < -1022`` (no subnormals). Each operation has a vector
+        instruction, so a loop over lanes stays vectorised."""
+        if n != numba.types.float64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            exponent = builder.fptosi(args[0], i64)
+            bits = builder.shl(builder.add(exponent, i64(1023)), i64(52))
+            value = builder.bitcast(bits, ir.DoubleType())
+            return builder.select(builder.icmp_signed("<", exponent, i64(-1022)), ir.DoubleType()(0.0), value)
+
+        return numba.types.float64(n), codegen
+
+
+def compile_report(kernels, run) -> tuple[float, bool]:
+    """Call ``run()``, which compiles ``kernels`` or loads them from Numba's on-disk cache.
+
+    Returns ``(seconds, compiled)``: ``compiled`` is False when everything came from the cache. Call it before
+    timing anything, so compilation never lands inside a measurement.
+    """
+    start = time.perf_counter()
+    before = _cache_misses(kernels)
+    run()
+    return time.perf_counter() - start, _cache_misses(kernels) > before
+
+
+def _cache_misses(kernels) -> int:
+    """Numba's count of cache misses (compilations) over ``kernels``; 0 under ``NUMBA_DISABLE_JIT=1``."""
+    return sum(sum(k.stats.cache_misses.values()) for k in kernels if hasattr(k, "stats"))

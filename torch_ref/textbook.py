@@ -1,0 +1,125 @@
+"""Softmax regression on MNIST as a PyTorch user writes it: the whole program in one file.
+
+Run it by itself with ``python -m torch_ref.textbook [--data-dir DIR] [--epochs 20] [--device cpu]``. It imports
+only torch, NumPy and the standard library, and reads the four MNIST files that ``python -m
+lr_from_scratch.train`` fetched and verified. ``tests/test_torch_ref.py`` proves it takes exactly the steps of
+``python -m torch_ref.train`` (same initial weights and order: the same weights after an epoch).
+"""
+
+import argparse
+import gzip
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images' pixels, after / 255
+BATCH_SIZE, LR, MOMENTUM, LR_STEP, LR_GAMMA, EPOCHS = 64, 0.01, 0.9, 10, 0.1, 20
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+DATA_DIR = Path(os.environ.get("LR_FROM_SCRATCH_DATA") or CACHE / "lr-from-scratch" / "mnist").expanduser()
+
+
+def read_idx(folder: Path, name: str) -> np.ndarray:
+    """An IDX file (``name`` or ``name.gz``): 4 bytes of magic number (the last one is the number of
+    dimensions), one big-endian uint32 per dimension, then the uint8 data."""
+    path = folder / name if (folder / name).exists() else folder / f"{name}.gz"
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    shape = np.frombuffer(data, ">u4", count=data[3], offset=4)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(shape)
+
+
+def load(folder: Path, prefix: str):
+    """``(images, labels)`` of one split: ``prefix`` is ``train`` or ``t10k``, as in MNIST's file names."""
+    return read_idx(folder, f"{prefix}-images-idx3-ubyte"), read_idx(folder, f"{prefix}-labels-idx1-ubyte")
+
+
+class MNISTDataset(Dataset):
+    """Images one at a time, as ``ToTensor()`` then ``Normalize(mean, std)`` would give them, but flat."""
+
+    def __init__(self, images, labels, mean=MEAN, std=STD, dtype=torch.float32):
+        self.images, self.labels, self.mean, self.std, self.dtype = images, labels, mean, std, dtype
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = torch.tensor(self.images[i], dtype=self.dtype).flatten() / 255  # a copy: the arrays are read-only
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+class LogisticRegression(nn.Module):
+    """``logits = Linear(flatten(x))``. No softmax: ``nn.CrossEntropyLoss`` applies log-softmax itself."""
+
+    def __init__(self, n_features=784, n_classes=10):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(n_features, n_classes)
+
+    def forward(self, x):
+        return self.linear(self.flatten(x))
+
+
+def build(device="cpu", dtype=torch.float32):
+    """The model, the loss, the optimizer and the learning-rate schedule."""
+    model = LogisticRegression().to(device, dtype)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=LR_STEP, gamma=LR_GAMMA)
+    return model, nn.CrossEntropyLoss(), optimizer, scheduler
+
+
+def train_epoch(model, loader, loss_fn, optimizer, device="cpu"):
+    model.train()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def evaluate(model, loader, device="cpu"):
+    """(mean loss, accuracy) over the loader's samples."""
+    model.eval()
+    loss, correct = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == y).sum().item()
+    return loss / len(loader.dataset), correct / len(loader.dataset)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help=f"the MNIST files (default: {DATA_DIR})")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    parser.error = lambda message: parser.exit(2, f"error: {message}\n")  # one line, without the usage
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but this torch sees no CUDA device; use --device cpu")
+    try:
+        train_set, test_set = MNISTDataset(*load(args.data_dir, "train")), MNISTDataset(*load(args.data_dir, "t10k"))
+    except (OSError, ValueError, EOFError) as exc:
+        sys.exit(f"error: cannot read MNIST in {args.data_dir} ({exc}); run python -m lr_from_scratch.train once")
+    torch.manual_seed(0)
+    train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True)
+    test_loader = DataLoader(test_set, batch_size=1000)
+    model, loss_fn, optimizer, scheduler = build(args.device)
+    for epoch in range(args.epochs):
+        train_epoch(model, train_loader, loss_fn, optimizer, args.device)
+        scheduler.step()
+        test_loss, test_accuracy = evaluate(model, test_loader, args.device)
+        print(f"epoch {epoch + 1}/{args.epochs}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.2%}")
+
+
+if __name__ == "__main__":
+    main()
