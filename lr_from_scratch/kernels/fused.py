@@ -155,7 +155,8 @@ _train_serial, _train_parallel = _compile_train(parallel=False), _compile_train(
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _evaluate(indptr, indices, values, labels, Wt, b, a, c, n_classes, predictions):
-    """Loss sum and correct count over every row; writes each row's predicted class into ``predictions``.
+    """Loss sum and correct count over every row; writes each row's predicted class into ``predictions``
+    (int64 (n,)). The other arguments are those of :meth:`FoldedLinear.train_args` of the same names.
 
     Each row's loss goes into its own slot and the sums come after the parallel loop, in row order, so the
     result does not depend on how the rows were shared among threads.
