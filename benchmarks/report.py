@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lr_from_scratch.cli import ArgumentParser, run_cli
+from lr_from_scratch.cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from lr_from_scratch.data import load_mnist
 from lr_from_scratch.errors import ConfigError, UserError
 from lr_from_scratch.files import write_bytes, write_json, write_text
@@ -48,7 +48,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--rounds", type=int, help="interleaved rounds, the best kept (default: 5, quick: 2)")
     parser.add_argument("--batch-sizes", help="comma-separated (default: 64,256,1024,8192)")
     parser.add_argument("--impls", help=f"comma-separated, of {','.join(IMPLEMENTATIONS)} (default: all)")
-    parser.add_argument("--out", default="docs", metavar="DIR", help="folder for the page, figure and JSON")
+    parser.add_argument(
+        "--out", type=path_arg, default=Path("docs"), metavar="DIR", help="folder for the page, figure and JSON"
+    )
     parser.add_argument("--name", default="benchmarks", help="file name stem (e.g. benchmarks-gpu)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the time-to-92%% runs")
     parser.add_argument("--no-progress", action="store_true")
@@ -70,10 +72,7 @@ def parse(argv) -> dict:
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
     if rounds < 1:
         raise ConfigError(f"--rounds must be an integer >= 1, got {rounds}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, expected a folder")
-    return dict(args=args, sizes=sizes, impls=impls, rounds=rounds, out=out)
+    return dict(args=args, sizes=sizes, impls=impls, rounds=rounds, out=writable_folder(args.out, "--out"))
 
 
 def machine() -> dict:
@@ -312,9 +311,10 @@ def _main(argv) -> int:
     result = run(opts)
     out, name = opts["out"], opts["args"].name
     command = "python -m benchmarks.report " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_json(out / f"{name}.json", result)
-    write_bytes(out / f"{name}.png", figure(result))
-    write_text(out / f"{name}.md", markdown(result, name, command.strip()))
+    with staged_outputs(out) as stage:
+        write_json(stage / f"{name}.json", result)
+        write_bytes(stage / f"{name}.png", figure(result))
+        write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
     print(f"wrote {out / name}.md, .png and .json")
     repo = Path(__file__).resolve().parent.parent
     if out.resolve() == (repo / "docs").resolve() and name == "benchmarks" and set(QUOTED) <= set(opts["impls"]):

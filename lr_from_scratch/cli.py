@@ -1,13 +1,44 @@
-"""What every command shares: one-line errors with the right exit code, and a clean Ctrl-C."""
+"""What every command shares: one-line errors with the right exit code, clean interrupts, output that may go
+nowhere, and results written all at once.
+
+- A :class:`UserError` prints ``error: <message>`` and exits with its code (2 for command-line mistakes).
+- Ctrl-C (SIGINT) and SIGTERM (``kill``, a scheduler's time limit, ``docker stop``) are handled alike: the
+  command stops with one line saying what was saved, and exits with 128 + the signal's number (130, 143).
+  Where stopping mid-way would lose work, :class:`StopOnInterrupt` turns them into a flag the work polls.
+- Output to a closed pipe (``... | head -1``) is dropped, not fatal: the work does not depend on a reader.
+- :func:`staged_outputs` writes a command's files into a hidden folder, then moves them into place while
+  signals wait: all of them appear, or none.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
+import os
+import shutil
 import signal
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from .errors import ConfigError, UserError
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """A SIGINT or SIGTERM arrived; ``saved`` says what the command had written by then."""
+
+    def __init__(self, signum: int, saved: str = "nothing was saved"):
+        super().__init__(signum, saved)
+        self.signum, self.saved = signum, saved
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -17,36 +48,161 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
+def path_arg(text: str) -> Path:
+    """A path option as the user meant it: ``~`` expanded even in ``--out=~/x``, where the shell leaves it."""
+    return Path(text).expanduser()
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run ``main(argv)``; print a :class:`UserError` as one line and return its exit code, 130 on Ctrl-C."""
+    """Run ``main(argv)`` and return its exit status; errors and interrupts become one line on stderr.
+
+    Once the status is known, SIGINT and SIGTERM are ignored, so an interrupt while the interpreter shuts down
+    cannot turn a finished command into a killed one.
+    """
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    _tolerate_closed_pipes()
     try:
-        return main(argv)
+        code = main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
+    except Interrupted as exc:
+        print(f"interrupted: {exc.saved}", file=sys.stderr)
+        code = exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: nothing was saved", file=sys.stderr)
-        return 130
+        code = 128 + signal.SIGINT
+    finally:
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN if argv is None else previous[s])
+    return code
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
 
 
 class StopOnInterrupt:
-    """Inside ``with``, Ctrl-C (SIGINT) only sets a flag; calling the object reads it.
+    """Inside ``with``, SIGINT and SIGTERM only set a flag; calling the object reads it.
 
-    The training loop polls it between steps, so the parameters are never left half-updated.
+    The training loop polls it between steps, so the parameters are never left half-updated; a block of writes
+    that must not be cut runs inside one and honours the signal after (:meth:`raise_if_stopped`).
     """
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
 
     def __call__(self) -> bool:
-        return self.requested
+        return self.signum is not None
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        self.signum = signum
+
+    def raise_if_stopped(self, saved: str) -> None:
+        """Raise :class:`Interrupted` (``saved``: what was written) if a signal arrived."""
+        if self.signum is not None:
+            raise Interrupted(self.signum, saved)
 
     def __enter__(self) -> StopOnInterrupt:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def writable_folder(path: Path, flag: str) -> Path:
+    """Create ``path`` if needed and prove that a file can be written there, before any work starts.
+
+    Raises a one-line :class:`UserError` naming ``flag``: the path is a file or lies under one, its name is too
+    long, the disk is full or read-only, permission is denied.
+    """
+    try:
+        for parent in (path, *path.parents):
+            if parent.exists() and not parent.is_dir():
+                where = "is a file" if parent == path else f"lies under {parent}, which is a file"
+                raise UserError(f"{flag} {path} {where}: expected a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write there ({_reason(exc)}); choose another folder") from None
+    return path
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: Path) -> Iterator[Path]:
+    """A hidden folder inside ``folder`` to write a command's files into; on success they are moved into
+    ``folder`` while SIGINT and SIGTERM wait, so all of them appear or none. On an error or an interrupt before
+    the move, the hidden folder is removed and nothing was saved."""
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        yield stage
+        with StopOnInterrupt() as stop:
+            names = sorted(p.name for p in stage.iterdir())
+            for name in names:
+                os.replace(stage / name, folder / name)
+        stop.raise_if_stopped(f"the results were written first: {folder}/ holds {' '.join(names)}")
+    except OSError as exc:
+        raise UserError(f"could not write into {folder} ({_reason(exc)}); nothing was saved") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+class _DropWhenClosed(io.TextIOBase):
+    """A text stream that writes through to ``stream`` until the reader goes away, then drops everything."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            self.stream.write(text)
+            self.stream.flush() if text.endswith("\n") else None
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        # Point the file descriptor at /dev/null, so the interpreter's own last flush has nowhere to fail.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        self.stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except ValueError:  # closed
+            return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self):
+        return self.stream.encoding
+
+
+def _tolerate_closed_pipes() -> None:
+    """Standard output and error that survive their reader going away (``| head -1``)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _DropWhenClosed):
+            setattr(sys, name, _DropWhenClosed(stream))

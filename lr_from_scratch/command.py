@@ -2,24 +2,26 @@
 
 Both parse the same options, load the same data, drive :func:`~lr_from_scratch.trainer.fit` and write the
 same run folder; a :class:`Recipe` supplies the rest (which backends, extra flags, how to build a backend,
-extra outputs). Ctrl-C saves a checkpoint that ``--resume`` continues exactly.
+extra outputs). Ctrl-C or SIGTERM saves a checkpoint that ``--resume`` continues exactly.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-from .cli import ArgumentParser, StopOnInterrupt
+from .cli import ArgumentParser, Interrupted, StopOnInterrupt, path_arg
 from .config import DTYPES, TrainConfig
 from .data import Splits, load_mnist, prepare
-from .errors import ConfigError, TrainingDiverged
+from .errors import ConfigError, TrainingDiverged, UserError
 from .model import INITS
-from .runs import CONFIG, RunFolder
+from .optim import momentum_buffer_key
+from .runs import CHECKPOINT, CONFIG, RunFolder
 from .trainer import TrainingInterrupted, TrainState, fit
 
 CONFIG_HELP = {
@@ -82,17 +84,24 @@ def build_parser(recipe: Recipe, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=recipe.prog, description=description)
     add_config_arguments(parser, recipe.backends)
     parser.add_argument(
-        "--data-dir", help="folder with the MNIST IDX files (default: $LR_FROM_SCRATCH_DATA or ~/.cache)"
+        "--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: $LR_FROM_SCRATCH_DATA or ~/.cache)"
     )
-    parser.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/<timestamp>)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its saved options")
+    parser.add_argument("--out", type=path_arg, metavar="DIR", help="run folder to create (default: runs/<timestamp>)")
+    parser.add_argument(
+        "--resume", type=path_arg, metavar="DIR", help="continue the unfinished run in DIR with its saved options"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     recipe.add_arguments(parser)
     return parser
 
 
 def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> int:
-    """Parse ``argv``, train, write the run folder; returns the exit status (130 after Ctrl-C)."""
+    """Parse ``argv``, train, write the run folder; returns the exit status.
+
+    Every ending leaves the folder in a state ``status.json`` names (see :mod:`lr_from_scratch.runs`): an
+    interrupt (SIGINT, SIGTERM) saves a checkpoint and exits 130 or 143; one that comes while the results are
+    written waits for them; a write that fails saves the run elsewhere and says where.
+    """
     args = build_parser(recipe, description).parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     if len(recipe.backends) == 1:
@@ -101,73 +110,118 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
         folder, backend_state, state = _open_resume(recipe, args.resume, given, args.out)
     else:
         folder, backend_state, state = RunFolder.create(args.out, TrainConfig(**given).validate()), None, TrainState()
-    config = folder.config
+    with folder:
+        return _train(recipe, args, folder, backend_state, state)
 
+
+def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainState) -> int:
+    config = folder.config
     extra_metrics = recipe.set_up(config, args)
     splits = prepare(load_mnist(args.data_dir, progress=not args.no_progress), config)
     backend = recipe.make_backend(config, splits, args)
     if backend_state is not None:
+        _check_checkpoint(backend, backend_state, state, config, folder)
         backend.load_state(backend_state)
-    else:
-        folder.start()
     n_val = 0 if splits.val is None else len(splits.val)
     print(
         f"{'resuming' if args.resume else 'training'} softmax regression: {backend.n_train:,} train / "
         f"{n_val:,} validation / {len(splits.test):,} test samples, batch {config.batch_size}, "
         f"{config.dtype}, {recipe.describe(config, args)} -> {folder.path}"
     )
-
-    with StopOnInterrupt() as stop:
+    with StopOnInterrupt() as stop:  # from here on, a signal is a request the run honours at a safe point
         try:
+            if backend_state is None:
+                folder.start()
             state = fit(
-                backend, config, state, progress=not args.no_progress, should_stop=stop, on_epoch_end=folder.end_epoch
-            )
+                backend, config, state, progress=not args.no_progress, should_stop=stop,
+                on_epoch_end=lambda state: folder.end_epoch(state, backend.state()),
+            )  # fmt: skip
         except TrainingInterrupted:
-            folder.interrupted(backend.state(), state)
-            print(
-                f"interrupted in epoch {state.epoch + 1} after {state.batch} batches; checkpoint saved. "
+            why = f"interrupted by {signal.Signals(stop.signum).name}"
+            folder.interrupted(backend.state(), state, why)
+            raise Interrupted(
+                stop.signum,
+                f"in epoch {state.epoch + 1} after {state.batch} batches; checkpoint saved. "
                 f"Continue with: {recipe.prog} --resume {folder.path}",
-                file=sys.stderr,
-            )
-            return 130
-        except TrainingDiverged:
-            folder.diverged(state)
+            ) from None
+        except TrainingDiverged as exc:
+            folder.diverged(state, str(exc))
             raise
+        except OSError as exc:
+            _rescue(folder, backend, state, exc)
 
-    backend.load_state({"weight": state.best_weight, "bias": state.best_bias})
-    test_loss, test_accuracy = backend.evaluate("test")
-    metrics = {
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
-        "best_epoch": state.best_epoch,
-        "best_val_loss": state.best_val_loss if n_val else None,
-        "epochs_run": len(state.history),
-        "stopped_early": state.stopped_early,
-        "train_seconds": state.train_seconds,
-        "samples_per_second": backend.n_train * len(state.history) / state.train_seconds,
-        "backend": config.backend,
-        **extra_metrics,
-        **backend.info,
-    }
-    files = folder.finished(state, metrics, lambda path: recipe.save_extra(backend, path))
-    print(
-        f"test accuracy {test_accuracy:.2%}, test loss {test_loss:.4f} (weights of epoch {state.best_epoch}; "
-        f"{state.train_seconds:.2f} s of training, {metrics['samples_per_second']:,.0f} samples/s)"
-    )
-    print(f"wrote {folder.path}/: {' '.join(files)}")
+        backend.load_state({"weight": state.best_weight, "bias": state.best_bias})
+        test_loss, test_accuracy = backend.evaluate("test")
+        metrics = {
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "best_epoch": state.best_epoch,
+            "best_val_loss": state.best_val_loss if n_val else None,
+            "epochs_run": len(state.history),
+            "stopped_early": state.stopped_early,
+            "train_seconds": state.train_seconds,
+            "samples_per_second": backend.n_train * len(state.history) / state.train_seconds,
+            "backend": config.backend,
+            **extra_metrics,
+            **backend.info,
+        }
+        try:
+            files = folder.finished(state, metrics, lambda path: recipe.save_extra(backend, path))
+        except OSError as exc:
+            _rescue(folder, backend, state, exc)
+        print(
+            f"test accuracy {test_accuracy:.2%}, test loss {test_loss:.4f} (weights of epoch {state.best_epoch}; "
+            f"{state.train_seconds:.2f} s of training, {metrics['samples_per_second']:,.0f} samples/s)"
+        )
+        print(f"wrote {folder.path}/: {' '.join(files)}")
+    stop.raise_if_stopped(f"the run had finished first: {folder.path}/ holds its results")
     return 0
 
 
-def _open_resume(recipe: Recipe, path: str, given: dict, out: str | None):
+def _rescue(folder: RunFolder, backend, state: TrainState, exc: OSError) -> NoReturn:
+    """A write into the run folder failed: save the run in the temporary folder instead, and say where."""
+    reason = exc.strerror or str(exc)
+    rescued = folder.rescue(backend.state(), state, f"a write into {folder.path} failed ({reason})")
+    kept = (
+        f"the run was saved to {rescued} instead: finish it with --resume {rescued}"
+        if rescued
+        else "it could not be saved elsewhere either"
+    )
+    raise UserError(f"could not write into {folder.path} after epoch {state.epoch} ({reason}); {kept}") from None
+
+
+def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: TrainConfig, folder) -> None:
+    """The checkpoint's arrays and position must fit the run's backend and data (a hand-edited one may not)."""
+    weight, bias = backend.params()
+    shapes = {"weight": weight.shape, "bias": bias.shape, momentum_buffer_key(0): weight.shape,
+              momentum_buffer_key(1): bias.shape}  # fmt: skip
+    arrays = {**backend_state, "best weight": state.best_weight, "best bias": state.best_bias}
+    shapes.update({"best weight": weight.shape, "best bias": bias.shape})
+    for name, array in arrays.items():
+        if array is not None and array.shape != shapes.get(name, array.shape):
+            raise UserError(
+                f"{folder.path / CHECKPOINT}: {name} has shape {array.shape}, expected {shapes[name]} for this run; "
+                "start a new run instead"
+            )
+    n_batches = -(-backend.n_train // config.batch_size)
+    if state.epoch > config.epochs or state.batch >= n_batches or (state.batch and state.epoch == config.epochs):
+        raise UserError(
+            f"{folder.path / CHECKPOINT}: it stands at epoch {state.epoch + 1}, batch {state.batch}, beyond this "
+            f"run's {config.epochs} epochs of {n_batches} batches; start a new run instead"
+        )
+
+
+def _open_resume(recipe: Recipe, path: Path, given: dict, out: Path | None):
     """The interrupted run's folder, backend arrays and loop state; refuses options that would change the run."""
     changes = [name for name in given if not (name == "backend" and len(recipe.backends) == 1)]
     if changes or out:
         flag = "--out" if out else "--" + changes[0].replace("_", "-")
         raise ConfigError(
-            f"{flag} cannot be combined with --resume: a resumed run keeps the options in {Path(path) / CONFIG}"
+            f"{flag} cannot be combined with --resume: a resumed run keeps the options in {path / CONFIG}"
         )
     folder, backend_state, state = RunFolder.open_to_resume(path)
     if folder.config.backend not in recipe.backends:
+        folder.close()
         other = "python -m torch_ref.train" if folder.config.backend == "torch" else "python -m lr_from_scratch.train"
         raise ConfigError(f"--resume {path}: that run used the {folder.config.backend} backend; resume it with {other}")
     return folder, backend_state, state

@@ -6,6 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import ConfigError
 from .model import INITS
 
@@ -60,6 +62,9 @@ class TrainConfig:
         _require(0 <= self.val_split < 1, "val-split", self.val_split, "a fraction in [0, 1), such as 0.1")
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        largest = float(np.finfo(self.dtype).max)
+        _require(self.lr <= largest, "lr", self.lr, f"at most {largest:.4g}, the largest {self.dtype}")
+        _require(self.weight_decay <= largest, "weight-decay", self.weight_decay, f"at most {largest:.4g}")
         _require(self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
         _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _require(self.limit is None or self.limit >= 1, "limit", self.limit, "an integer >= 1")

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as m
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from .data import load_mnist, scale_images
 from .errors import UserError
 from .files import write_json, write_text
 from .functional import cross_entropy, softmax
 from .plots import plot_confidence, plot_confusion, plot_curves, plot_image_grid, plot_reliability
-from .runs import load_model
+from .saved import load_model
 
 FIGURES = {
     "confusion": "confusion.png",
@@ -127,29 +127,30 @@ def report(results: dict, source: str) -> str:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a run folder (of either package) or a model.npz")
+    parser.add_argument("model", type=path_arg, help="a run folder (of either package) or a model.npz")
     parser.add_argument(
-        "--data-dir", help="folder with the MNIST IDX files (default: $LR_FROM_SCRATCH_DATA or ~/.cache)"
+        "--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: $LR_FROM_SCRATCH_DATA or ~/.cache)"
     )
-    parser.add_argument("--out", metavar="DIR", help="where to write (default: beside the model)")
+    parser.add_argument("--out", type=path_arg, metavar="DIR", help="where to write (default: beside the model)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    path = Path(args.model)
+    path = args.model
     saved = load_model(path)
     if saved.weight.shape != (10, 784):
         raise UserError(f"{path}: weight has shape {saved.weight.shape}, expected (10, 784) for MNIST")
+    out = writable_folder(args.out or (path if path.is_dir() else path.parent), "--out")
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     results, curves = evaluate_model(
         saved.weight, saved.bias, saved.mean, saved.std, mnist.test_images, mnist.test_labels
     )
-    out = Path(args.out) if args.out else (path if path.is_dir() else path.parent)
-    write_figures(results, curves, saved.weight, mnist.test_images, out)
-    write_json(out / "evaluation.json", results)
-    write_text(out / "report.md", report(results, str(path)))
+    with staged_outputs(out) as stage:
+        write_figures(results, curves, saved.weight, mnist.test_images, stage)
+        write_json(stage / "evaluation.json", results)
+        write_text(stage / "report.md", report(results, str(path)))
     print(
         f"accuracy {results['accuracy']:.2%}, macro F1 {results['macro']['f1']:.4f}, ECE {results['ece']:.4f}; "
         f"most common confusion: {results['top_confusions'][0]['true']} as {results['top_confusions'][0]['predicted']}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from .data import load_mnist
 from .files import write_text
 from .plots import DIGITS, figure, plot_image_grid, save
@@ -106,17 +106,25 @@ def summary(facts: dict) -> str:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.explore", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: as for training)")
-    parser.add_argument("--out", default="runs/explore", metavar="DIR", help="where to write (default: runs/explore)")
+    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
+    parser.add_argument(
+        "--out",
+        type=path_arg,
+        default=Path("runs/explore"),
+        metavar="DIR",
+        help="where to write (default: runs/explore)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    out = Path(args.out)
-    facts = explore(load_mnist(args.data_dir, progress=not args.no_progress), out)
-    write_text(out / "summary.md", summary(facts))
+    out = writable_folder(args.out, "--out")
+    mnist = load_mnist(args.data_dir, progress=not args.no_progress)
+    with staged_outputs(out) as stage:
+        facts = explore(mnist, stage)
+        write_text(stage / "summary.md", summary(facts))
     print(f"mean {facts['mean']:.4f}, std {facts['std']:.4f}, {facts['zero_fraction']:.1%} zero pixels")
     print(f"wrote {out}/: summary.md {' '.join(FIGURES.values())}")
     return 0

@@ -14,14 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from .config import TrainConfig
 from .data import epoch_order, load_mnist, prepare
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .files import write_json
 from .model import SoftmaxRegression, initial_params
 from .optim import SGD
 from .plots import figure, save
+
+#: Finite steps the range test needs before the loss diverges: the smoothing settles over the first of them.
+MIN_STEPS = 10
 
 
 def lr_range_test(x, y, n_classes, start, end, steps, batch_size, momentum, seed=0, smoothing=0.98) -> dict:
@@ -43,6 +46,11 @@ def lr_range_test(x, y, n_classes, start, end, steps, batch_size, momentum, seed
             best = min(best, smoothed)
             rates.append(sgd.lr)
             losses.append(smoothed)
+    if len(rates) < MIN_STEPS:
+        raise UserError(
+            f"the loss diverged after {len(rates)} steps, at lr {sgd.lr:.3g}: the range test needs the loss to fall "
+            f"for at least {MIN_STEPS} steps first; lower --start"
+        )
     rates, losses = np.array(rates), np.array(losses)
     slope = np.gradient(losses, np.log(rates))
     skip = max(5, len(rates) // 10)  # the smoothed loss is still settling over the first steps
@@ -60,22 +68,28 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--steps", type=int, default=400, help="SGD steps (default: 400)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: as for training)")
-    parser.add_argument("--out", default="runs/lr_find", metavar="DIR", help="where to write (default: runs/lr_find)")
+    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
+    parser.add_argument(
+        "--out",
+        type=path_arg,
+        default=Path("runs/lr_find"),
+        metavar="DIR",
+        help="where to write (default: runs/lr_find)",
+    )
     return parser
 
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    if not 0 < args.start < args.end:
-        raise ConfigError(f"need 0 < --start < --end, got --start {args.start} and --end {args.end}")
-    if args.steps < 10:
-        raise ConfigError(f"--steps must be an integer >= 10, got {args.steps}")
+    if not 0 < args.start < args.end < math.inf:
+        raise ConfigError(f"need 0 < --start < --end < infinity, got --start {args.start} and --end {args.end}")
+    if args.steps < MIN_STEPS:
+        raise ConfigError(f"--steps must be an integer >= {MIN_STEPS}, got {args.steps}")
     config = TrainConfig(batch_size=args.batch_size, momentum=args.momentum).validate()
+    out = writable_folder(args.out, "--out")
     splits = prepare(load_mnist(args.data_dir), config)
     x, y = splits.scaled(splits.train, config.dtype)
     result = lr_range_test(x, y, splits.n_classes, args.start, args.end, args.steps, config.batch_size, config.momentum)
-    out = Path(args.out)
     fig = figure(figsize=(7, 4))
     ax = fig.subplots()
     ax.plot(result["rates"], result["losses"])
@@ -85,8 +99,9 @@ def _main(argv) -> int:
            title=f"learning-rate range test (batch {config.batch_size}, momentum {config.momentum})")  # fmt: skip
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    save(fig, out / "lr_find.png")
-    write_json(out / "lr_find.json", result)
+    with staged_outputs(out) as stage:
+        save(fig, stage / "lr_find.png")
+        write_json(stage / "lr_find.json", result)
     low, high = result["suggested_range"]
     print(f"steepest descent at lr {result['steepest']:.3g}; suggested range {low:.3g} to {high:.3g}")
     print(f"wrote {out}/: lr_find.png lr_find.json")

@@ -1,164 +1,124 @@
-"""The run folder: ``config.json``, ``history.csv``, ``metrics.json``, ``model.npz``, ``checkpoint.npz``.
+"""The run folder, and every way a run can end.
 
-:class:`RunFolder` owns every file action of a run, at each point a run can reach. ``model.npz`` is
-framework-neutral and read by both packages: ``weight`` (K, D), ``bias`` (K,), the scaling ``mean`` and ``std``
-applied after ``/ 255`` (0 and 1 without normalisation), and ``config`` (a JSON string). Every file is written
-atomically.
+:class:`RunFolder` owns every file action of a training run. Its files: ``config.json`` (the options),
+``status.json`` (how the run stands, and what to do next), ``history.csv`` (a row per epoch),
+``checkpoint.npz`` (all that ``--resume`` needs, rewritten at every epoch's end and on an interrupt),
+``model.npz``, ``metrics.json`` and ``curves.png`` (the results). A run holds a lock on its folder while it
+lives, so two runs never share one.
+
+Every ending leaves the folder saying what it holds (``status.json``) and what can be done next:
+
+=============== ================================================= =========================================
+status          the folder holds                                  next
+=============== ================================================= =========================================
+``finished``    the results                                       evaluate it; nothing to resume
+``interrupted`` the checkpoint (Ctrl-C, SIGTERM, a failed write)  ``--resume`` continues exactly
+``running``     when no run holds the lock: it was killed (or     ``--resume`` from its last epoch's end
+                the machine stopped) after its last checkpoint
+``diverged``    ``model.npz`` with the last good epoch, if any    a new run with a lower ``--lr``
+=============== ================================================= =========================================
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
+import fcntl
 import json
+import os
+import shutil
+import tempfile
 import time
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .cli import writable_folder
 from .config import TrainConfig
 from .data import scaling
 from .errors import ConfigError, UserError
-from .files import atomic_open, write_json, write_text
+from .files import write_json
 from .plots import plot_history
-from .trainer import HISTORY_COLUMNS, TrainState
+from .saved import append_history, load_checkpoint, save_checkpoint, save_model, write_history
+from .trainer import TrainState
 
-CONFIG, HISTORY, METRICS, MODEL, CHECKPOINT, CURVES = (
-    "config.json", "history.csv", "metrics.json", "model.npz", "checkpoint.npz", "curves.png",
+CONFIG, STATUS, HISTORY, METRICS, MODEL, CHECKPOINT, CURVES = (
+    "config.json", "status.json", "history.csv", "metrics.json", "model.npz", "checkpoint.npz", "curves.png",
 )  # fmt: skip
-
-
-@dataclass
-class SavedModel:
-    """What ``model.npz`` holds."""
-
-    weight: np.ndarray
-    bias: np.ndarray
-    mean: float
-    std: float
-    config: dict
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` written atomically."""
-    with atomic_open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def save_model(path: Path, weight, bias, mean: float, std: float, config: TrainConfig) -> None:
-    """Write ``model.npz`` (see the module docstring)."""
-    save_npz(
-        path,
-        {"weight": weight, "bias": bias, "mean": np.float64(mean), "std": np.float64(std),
-         "config": np.array(json.dumps(config.to_dict()))},
-    )  # fmt: skip
-
-
-def load_model(path: str | Path) -> SavedModel:
-    """Read and check a ``model.npz`` (or the one in a run folder); one-line :class:`UserError` otherwise."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL
-    if not path.is_file():
-        raise UserError(f"no model at {path}: expected a run folder holding {MODEL}, or a {MODEL} file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
-    missing = [k for k in ("weight", "bias", "mean", "std") if k not in arrays]
-    if missing:
-        raise UserError(f"{path}: missing {', '.join(missing)}; expected weight, bias, mean, std")
-    weight, bias = arrays["weight"], arrays["bias"]
-    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
-        raise UserError(f"{path}: weight {weight.shape} and bias {bias.shape}, expected (K, D) and (K,)")
-    config = json.loads(str(arrays["config"])) if "config" in arrays else {}
-    return SavedModel(weight, bias, float(arrays["mean"]), float(arrays["std"]), config)
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    """``history.csv``: one row per epoch, columns :data:`HISTORY_COLUMNS`, empty where there is no value."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in history)
-    write_text(path, buf.getvalue())
-
-
-def save_checkpoint(path: Path, backend_state: dict[str, np.ndarray], state: TrainState) -> None:
-    """Everything ``--resume`` needs: the backend's arrays, the best weights, and the loop's state."""
-    arrays = {f"backend/{k}": v for k, v in backend_state.items()}
-    if state.best_weight is not None:
-        arrays.update({"best/weight": state.best_weight, "best/bias": state.best_bias})
-    save_npz(path, {**arrays, "state": np.array(state.to_json())})
-
-
-def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], TrainState]:
-    """Inverse of :func:`save_checkpoint`."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        backend_state = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
-        state = TrainState.from_json(str(arrays["state"]), arrays.get("best/weight"), arrays.get("best/bias"))
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: not a readable checkpoint ({exc}); start a new run instead") from None
-    return backend_state, state
+LOCK = ".lock"  # held (flock) by the run that owns the folder; gone once it ends
 
 
 class RunFolder:
-    """The folder of one training run, and every file the run writes into it:
+    """The folder of one training run, held for the run's lifetime (use it as a context manager).
 
-    - :meth:`create` refuses a folder that already holds a run; :meth:`start` writes ``config.json``;
-    - :meth:`end_epoch` rewrites ``history.csv``;
-    - :meth:`interrupted` saves ``checkpoint.npz``, all that ``--resume`` needs (:meth:`open_to_resume`);
-    - :meth:`diverged` saves the last good epoch's weights as ``model.npz``, when one finished;
-    - :meth:`finished` writes ``model.npz``, the caller's extra files, ``curves.png`` and ``metrics.json``, and
-      removes the checkpoint.
+    :meth:`create` claims a folder for a new run, :meth:`open_to_resume` an interrupted one. Then :meth:`start`
+    (``config.json``), :meth:`end_epoch` (``history.csv``, ``checkpoint.npz``) and one ending:
+    :meth:`interrupted`, :meth:`diverged` or :meth:`finished`. Leaving the ``with`` block releases the folder;
+    a folder this run created and never started is removed.
     """
 
-    def __init__(self, path: Path, config: TrainConfig):
-        self.path, self.config = Path(path), config
+    def __init__(self, path: Path, config: TrainConfig, created: bool):
+        self.path, self.config, self.created = path, config, created
         self.mean, self.std = scaling(config.normalize)
+        self._lock = _lock(path)
+
+    # -- claiming a folder -----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path | None, config: TrainConfig) -> RunFolder:
-        """The folder for a new run: ``path``, or ``runs/<timestamp>`` when None."""
-        path = Path(path) if path else _new_run_dir()
-        if (path / CONFIG).exists():
-            raise ConfigError(f"--out {path} already holds a run: choose another folder, or --resume {path}")
-        return cls(path, config)
+    def create(cls, path: Path | None, config: TrainConfig) -> RunFolder:
+        """A folder for a new run: ``path``, or a new ``runs/<timestamp>`` (never one another run took)."""
+        if path is None:
+            return cls(_new_run_dir(), config, created=True)
+        try:
+            existed = path.exists()
+        except OSError:  # a name too long, say: writable_folder says so
+            existed = False
+        writable_folder(path, "--out")
+        if (path / CONFIG).exists() or (path / STATUS).exists():
+            raise ConfigError(f"--out {path} {_describe(path)}")
+        return cls(path, config, created=not existed)
 
     @classmethod
-    def open_to_resume(cls, path: str | Path) -> tuple[RunFolder, dict[str, np.ndarray], TrainState]:
-        """The interrupted run in ``path``, its backend's arrays and the loop's state, from the checkpoint."""
-        path = Path(path)
+    def open_to_resume(cls, path: Path) -> tuple[RunFolder, dict[str, np.ndarray], TrainState]:
+        """The unfinished run in ``path``, its backend's arrays and the loop's state, from its checkpoint."""
         if not (path / CONFIG).is_file():
-            raise ConfigError(f"--resume {path}: no {CONFIG} there; expected the folder of an interrupted run")
-        if not (path / CHECKPOINT).is_file():
-            done = (path / METRICS).is_file()
-            why = "the run already finished" if done else f"no {CHECKPOINT} (the run was not interrupted with Ctrl-C)"
-            raise ConfigError(f"--resume {path}: nothing to resume, {why}")
+            raise ConfigError(f"--resume {path}: no {CONFIG} there; expected the folder of an unfinished run")
+        status = _read_status(path)
+        if status.get("status") in ("finished", "diverged") or not (path / CHECKPOINT).is_file():
+            raise ConfigError(f"--resume {path}: nothing to resume: it {_describe(path)}")
         try:
             config = TrainConfig.from_dict(json.loads((path / CONFIG).read_text())).validate()
         except (ValueError, TypeError) as exc:
             raise UserError(f"{path / CONFIG}: not a valid run config ({exc})") from None
-        return cls(path, config), *load_checkpoint(path / CHECKPOINT)
+        folder = cls(writable_folder(path, "--resume"), config, created=False)
+        try:
+            backend_state, state = load_checkpoint(path / CHECKPOINT)
+            write_history(path / HISTORY, state.history)  # drops any row written after the checkpoint
+        except BaseException:
+            folder.close()
+            raise
+        return folder, backend_state, state
+
+    # -- the run's life --------------------------------------------------------------------------------
 
     def start(self) -> None:
         write_json(self.path / CONFIG, self.config.to_dict())
+        write_history(self.path / HISTORY, [])
+        self._status("running", 0, f"training (pid {os.getpid()})")
 
-    def end_epoch(self, state: TrainState) -> None:
-        write_history(self.path / HISTORY, state.history)
-
-    def interrupted(self, backend_state: dict[str, np.ndarray], state: TrainState) -> None:
+    def end_epoch(self, state: TrainState, backend_state: dict[str, np.ndarray]) -> None:
+        append_history(self.path / HISTORY, state.history[-1])
         save_checkpoint(self.path / CHECKPOINT, backend_state, state)
 
-    def diverged(self, state: TrainState) -> None:
+    def interrupted(self, backend_state: dict[str, np.ndarray], state: TrainState, why: str) -> None:
+        save_checkpoint(self.path / CHECKPOINT, backend_state, state)
+        self._status("interrupted", state.epoch, f"{why} in epoch {state.epoch + 1} after {state.batch} batches")
+
+    def diverged(self, state: TrainState, message: str) -> None:
         if state.best_weight is not None:
             self._save_model(state)
+        (self.path / CHECKPOINT).unlink(missing_ok=True)  # resuming would only diverge again
+        self._status("diverged", state.epoch, message)
 
     def finished(self, state: TrainState, metrics: dict, save_extra: Callable[[Path], list[str]]) -> list[str]:
         """Write the finished run's files; returns their names, in the order a listing should show them."""
@@ -166,17 +126,114 @@ class RunFolder:
         extra = save_extra(self.path)
         plot_history(state.history, self.path / CURVES, title=f"softmax regression on MNIST ({self.path.name})")
         write_json(self.path / METRICS, metrics)
+        self._status("finished", state.epoch, f"test accuracy {metrics['test_accuracy']:.2%}")
         (self.path / CHECKPOINT).unlink(missing_ok=True)
-        return [CONFIG, HISTORY, METRICS, MODEL, *extra, CURVES]
+        return [CONFIG, STATUS, HISTORY, METRICS, MODEL, *extra, CURVES]
+
+    def rescue(self, backend_state: dict[str, np.ndarray], state: TrainState, why: str) -> Path | None:
+        """After a write into this folder failed: the run as an interrupted run folder in the temporary folder,
+        where ``--resume`` can finish it; None when that fails too."""
+        target = Path(tempfile.gettempdir()) / f"lr-from-scratch-rescued-{self.path.name}-{os.getpid()}"
+        try:
+            target.mkdir(parents=True)
+            with RunFolder(target, self.config, created=True) as rescued:
+                rescued.start()
+                write_history(target / HISTORY, state.history)
+                if state.best_weight is not None:
+                    rescued._save_model(state)
+                rescued.interrupted(backend_state, state, why)
+        except OSError:
+            shutil.rmtree(target, ignore_errors=True)
+            return None
+        return target
+
+    def close(self) -> None:
+        """Release the folder; remove it if this run created it and never started."""
+        os.close(self._lock)
+        with contextlib.suppress(OSError):
+            (self.path / LOCK).unlink()
+            if self.created and not (self.path / CONFIG).exists():
+                self.path.rmdir()
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _status(self, status: str, epochs_done: int, detail: str) -> None:
+        write_json(self.path / STATUS, {"status": status, "epochs_done": epochs_done, "detail": detail})
 
     def _save_model(self, state: TrainState) -> None:
         save_model(self.path / MODEL, state.best_weight, state.best_bias, self.mean, self.std, self.config)
 
 
+def _read_status(path: Path) -> dict:
+    try:
+        status = json.loads((path / STATUS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def _describe(path: Path) -> str:
+    """What the run folder ``path`` holds and what the user can do, for a refusal (after "--out PATH")."""
+    status = _read_status(path)
+    state, detail = status.get("status"), status.get("detail", "")
+    if _held_by_another(path):
+        return f"is in use by a run in progress ({detail}): choose another folder"
+    if state == "finished" or (path / METRICS).exists():
+        return f"holds a finished run ({detail or 'see metrics.json'}): choose another folder"
+    if state == "diverged":
+        kept = "model.npz holds the last good epoch" if (path / MODEL).exists() else "no epoch finished"
+        return f"holds a run that diverged ({detail}; {kept}): start a new one in another folder, with a lower --lr"
+    if (path / CHECKPOINT).exists():
+        how = detail or "interrupted"
+        if state == "running":  # and no one holds the lock: the process died, or its writes failed
+            how = f"it stopped after epoch {_epochs_in_history(path)} without finishing: killed, or a write failed"
+        return f"holds an unfinished run ({how}): continue it with --resume {path}, or choose another folder"
+    return f"holds a run that stopped before its first checkpoint: choose another folder, or delete {path}"
+
+
+def _epochs_in_history(path: Path) -> int:
+    try:
+        return max(0, len((path / HISTORY).read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def _lock(path: Path) -> int:
+    """Take the folder's lock (released when the process ends, however it ends); refuse a folder in use."""
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"{path} is in use by a run in progress: choose another folder") from None
+    return fd
+
+
+def _held_by_another(path: Path) -> bool:
+    if not (path / LOCK).exists():
+        return False
+    fd = os.open(path / LOCK, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _new_run_dir() -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir, n = Path("runs") / stamp, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = Path("runs") / f"{stamp}-{n}"
-    return run_dir
+    """A new folder ``runs/<timestamp>`` (``-2``, ``-3``, ... when taken), made atomically."""
+    runs = writable_folder(Path("runs"), "the default --out")
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    while True:
+        run_dir = runs / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .backends import make_backend
-from .cli import ArgumentParser, run_cli
+from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import load_mnist, prepare
 from .errors import ConfigError
@@ -40,8 +40,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per batch size (default: 5)")
     parser.add_argument("--backend", choices=SCRATCH_BACKENDS, default="numba")
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: as for training)")
-    parser.add_argument("--out", default="runs/sweep", metavar="DIR", help="where to write (default: runs/sweep)")
+    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
+    parser.add_argument(
+        "--out", type=path_arg, default=Path("runs/sweep"), metavar="DIR", help="where to write (default: runs/sweep)"
+    )
     return parser
 
 
@@ -52,11 +54,14 @@ def _main(argv) -> int:
     except ValueError:
         raise ConfigError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
     TrainConfig(epochs=args.epochs).validate()
-    for size in sizes:
-        TrainConfig(batch_size=size).validate()
+    if min(sizes) < 1:
+        raise ConfigError(f"--batch-sizes must be integers >= 1, got {args.batch_sizes}")
+    out = writable_folder(args.out, "--out")  # before the sweep, not after it
     mnist = load_mnist(args.data_dir)
+    n_train = len(prepare(mnist, TrainConfig()).train)
+    if max(sizes) > n_train:
+        raise ConfigError(f"--batch-sizes must be at most the {n_train} training samples, got {args.batch_sizes}")
     rows = sweep(mnist, sizes, args.epochs, args.backend)
-    out = Path(args.out)
     fig = figure(figsize=(9, 3.8))
     left, right = fig.subplots(1, 2)
     sizes = [r["batch_size"] for r in rows]
@@ -67,8 +72,9 @@ def _main(argv) -> int:
               title=f"training time ({args.backend} backend)")  # fmt: skip
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
-    save(fig, out / "batch_sweep.png")
-    write_json(out / "batch_sweep.json", rows)
+    with staged_outputs(out) as stage:
+        save(fig, stage / "batch_sweep.png")
+        write_json(stage / "batch_sweep.json", rows)
     print(f"wrote {out}/: batch_sweep.png batch_sweep.json")
     return 0
 

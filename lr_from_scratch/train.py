@@ -18,7 +18,11 @@ def build_backend(config, splits, args):
     epoch's timing includes it)."""
     backend = make_backend(config, splits)
     if "compile_seconds" in backend.info:
+        from .kernels.llvm import CACHE
+
         how = "compiled (cached for later runs)" if backend.compiled else "loaded from the cache"
+        if not CACHE:
+            how = "compiled (no writable cache folder: set NUMBA_CACHE_DIR to one to keep them)"
         print(f"numba kernels {how} in {backend.info['compile_seconds']:.1f} s")
     return backend
 

@@ -54,9 +54,25 @@ class TrainState:
         arrays = ("best_weight", "best_bias")
         return json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in arrays})
 
-    @classmethod
-    def from_json(cls, text: str, best_weight=None, best_bias=None) -> TrainState:
-        return cls(**json.loads(text), best_weight=best_weight, best_bias=best_bias)
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first field of the wrong type or out of range (say, in a hand-edited
+        checkpoint), so that nothing downstream meets it."""
+        for name in ("epoch", "batch", "correct", "best_epoch", "bad_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} is {value!r}, expected an integer >= 0")
+        for name in ("loss_sum", "epoch_seconds", "train_seconds", "best_val_loss"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"{name} is {value!r}, expected a number >= 0")
+        if not isinstance(self.stopped_early, bool):
+            raise ValueError(f"stopped_early is {self.stopped_early!r}, expected true or false")
+        if not isinstance(self.history, list) or not all(
+            isinstance(row, dict) and set(row) == set(HISTORY_COLUMNS) for row in self.history
+        ):
+            raise ValueError(f"history is not a list of rows with the columns {', '.join(HISTORY_COLUMNS)}")
+        if len(self.history) != self.epoch or (self.best_epoch > 0) != (self.best_weight is not None):
+            raise ValueError(f"{len(self.history)} history rows for epoch {self.epoch}, best epoch {self.best_epoch}")
 
 
 def fit(
@@ -75,12 +91,20 @@ def fit(
     """
     state = state or TrainState()
     batches = batch_slices(backend.n_train, config.batch_size)
+    said_zero_lr = False
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite losses are caught below
         while state.epoch < config.epochs and not state.stopped_early:
+            lr = epoch_lr(config, state.epoch)
+            if log is not None and not said_zero_lr and np.dtype(config.dtype).type(lr) == 0:
+                log(f"note: from epoch {state.epoch + 1} on, the learning rate {lr:.3g} is 0 in {config.dtype}: "
+                    "the remaining steps leave the weights as they are")  # fmt: skip
+                said_zero_lr = True
             train_epoch(backend, config, state, batches, progress, should_stop)
-            _end_epoch(backend, config, state, log)
+            line = _end_epoch(backend, config, state)
             if on_epoch_end is not None:
-                on_epoch_end(state)
+                on_epoch_end(state)  # first, so that a printed epoch is a saved one
+            if log is not None:
+                log(line)
     return state
 
 
@@ -121,7 +145,9 @@ def epoch_lr(config: TrainConfig, epoch: int) -> float:
     return step_lr(config.lr, epoch, config.lr_step, config.lr_gamma)
 
 
-def _end_epoch(backend, config, state, log) -> None:
+def _end_epoch(backend, config, state) -> str:
+    """Validate, keep the best weights, decide on early stopping, move ``state`` to the next epoch; returns the
+    epoch's summary line."""
     n_train, has_val = backend.n_train, backend.has_val
     row = {
         "epoch": state.epoch + 1,
@@ -150,8 +176,7 @@ def _end_epoch(backend, config, state, log) -> None:
     state.train_seconds += state.epoch_seconds
     state.epoch, state.batch = state.epoch + 1, 0
     state.loss_sum, state.correct, state.epoch_seconds = 0.0, 0, 0.0
-    if log is not None:
-        log(format_epoch(row, config.epochs) + ("  (early stop)" if state.stopped_early else ""))
+    return format_epoch(row, config.epochs) + ("  (early stop)" if state.stopped_early else "")
 
 
 def format_epoch(row: dict, epochs: int) -> str:

@@ -41,11 +41,12 @@ def test_batch_size_sweep(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("command", "args", "expected"),
     [
-        (lr_find, ["--start", "0"], "need 0 < --start < --end, got --start 0.0"),
+        (lr_find, ["--start", "0"], "need 0 < --start < --end < infinity, got --start 0.0"),
+        (lr_find, ["--end", "inf"], "need 0 < --start < --end < infinity, got --start 1e-05 and --end inf"),
         (lr_find, ["--start", "1", "--end", "0.1"], "need 0 < --start < --end"),
         (lr_find, ["--steps", "3"], "--steps must be an integer >= 10, got 3"),
         (sweep, ["--batch-sizes", "64,lots"], "--batch-sizes must be comma-separated integers"),
-        (sweep, ["--batch-sizes", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (sweep, ["--batch-sizes", "64,0"], "--batch-sizes must be integers >= 1, got 64,0"),
         (sweep, ["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
     ],
 )

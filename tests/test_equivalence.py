@@ -22,7 +22,7 @@ from lr_from_scratch.data import prepare, scale_images
 from lr_from_scratch.functional import cross_entropy, linear, softmax
 from lr_from_scratch.model import SoftmaxRegression
 from lr_from_scratch.optim import SGD
-from lr_from_scratch.runs import load_model
+from lr_from_scratch.saved import load_model
 from lr_from_scratch.trainer import fit
 from torch_ref.backend import TorchBackend
 from torch_ref.model import from_arrays, load_npz

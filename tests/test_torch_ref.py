@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, default_data_dir, epoch_order, prepare
-from lr_from_scratch.runs import load_checkpoint, load_model, save_checkpoint
+from lr_from_scratch.saved import load_checkpoint, load_model, save_checkpoint
 from lr_from_scratch.trainer import TrainingInterrupted, TrainState, epoch_lr, fit
 from torch_ref import textbook
 from torch_ref.backend import TorchBackend
@@ -30,7 +30,7 @@ def test_run_folder_holds_the_shared_outputs_and_a_state_dict(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "torch on cpu, tensor loader" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "config.json", "curves.png", "history.csv", "metrics.json", "model.npz", "model.pt",
+        "config.json", "curves.png", "history.csv", "metrics.json", "model.npz", "model.pt", "status.json",
     ]  # fmt: skip
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["backend"] == "torch" and metrics["device"] == "cpu" and metrics["loader"] == "tensor"
@@ -66,7 +66,8 @@ def test_a_torch_run_resumes_only_with_torch_ref(tmp_path, capsys):
     from lr_from_scratch.train import main as scratch_main
 
     assert main([*QUICK, "--out", str(tmp_path)]) == 0
-    (tmp_path / "metrics.json").unlink()
+    (tmp_path / "metrics.json").unlink()  # now it looks like an interrupted run
+    (tmp_path / "status.json").unlink()
     save_checkpoint(tmp_path / "checkpoint.npz", {"weight": np.zeros((10, 784)), "bias": np.zeros(10)}, TrainState())
     capsys.readouterr()
     code = scratch_main(["--resume", str(tmp_path)])

@@ -17,7 +17,7 @@ from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import prepare, scale_images
 from lr_from_scratch.errors import TrainingDiverged
 from lr_from_scratch.metrics import evaluate
-from lr_from_scratch.runs import load_checkpoint, load_model, save_checkpoint
+from lr_from_scratch.saved import load_checkpoint, load_model, save_checkpoint
 from lr_from_scratch.train import main
 from lr_from_scratch.trainer import TrainingInterrupted, TrainState, fit
 
@@ -49,8 +49,12 @@ def test_defaults_reach_92_percent_and_report_it(default_run):
 def test_run_folder_holds_every_output(default_run, mnist):
     out, _ = default_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "curves.png", "history.csv", "metrics.json", "model.npz",
+        "config.json", "curves.png", "history.csv", "metrics.json", "model.npz", "status.json",
     ]  # fmt: skip
+    status = json.loads((out / "status.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert status == {"status": "finished", "epochs_done": metrics["epochs_run"],
+                      "detail": f"test accuracy {metrics['test_accuracy']:.2%}"}  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config == TrainConfig().to_dict()
     rows = list(csv.DictReader((out / "history.csv").open()))
@@ -96,10 +100,12 @@ def test_float64_and_options_reach_the_config(tmp_path, capsys):
 
 BAD_ARGS = {
     "batch zero": (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
-    "batch too big": (
+    "batch too big for the split": (
         ["--batch-size", "2701"],
-        "--batch-size must be between 1 and the 2700 training samples, got 2701",
+        "--batch-size 2701 is more than the 2700 training samples that --val-split 0.1 leaves of 3000",
     ),
+    "batch too big": (["--batch-size", "3001"], "--batch-size must be between 1 and the 2700 training samples"),
+    "lr beyond float32": (["--lr", "1e39"], "--lr must be at most 3.403e+38, the largest float32, got 1e+39"),
     "lr zero": (["--lr", "0"], "--lr must be a number > 0"),
     "lr negative": (["--lr", "-0.1"], "got -0.1"),
     "lr nan": (["--lr", "nan"], "--lr must be a number > 0, such as 0.01, got nan"),
@@ -138,7 +144,7 @@ def test_out_folder_holding_a_run_is_refused(tmp_path, capsys):
     before = (tmp_path / "model.npz").read_bytes()
     capsys.readouterr()
     code = main([*QUICK, "--out", str(tmp_path)])
-    assert_one_line_error((code, capsys.readouterr().err), 2, f"--out {tmp_path} already holds a run")
+    assert_one_line_error((code, capsys.readouterr().err), 2, f"--out {tmp_path} holds a finished run (test accuracy")
     assert (tmp_path / "model.npz").read_bytes() == before
 
 
@@ -246,7 +252,7 @@ def test_resume_refusals(tmp_path, capsys):
     assert main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "done")]) == 0
     capsys.readouterr()
     cases = [
-        (["--resume", str(tmp_path / "done")], "nothing to resume, the run already finished"),
+        (["--resume", str(tmp_path / "done")], "nothing to resume: it holds a finished run"),
         (["--resume", str(tmp_path / "nowhere")], "no config.json there"),
         (["--resume", str(tmp_path / "done"), "--lr", "0.1"], "--lr cannot be combined with --resume"),
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lr_from_scratch.runs import load_model
+from lr_from_scratch.saved import load_model
 
 from .textbook import LogisticRegression
 

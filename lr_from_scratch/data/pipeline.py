@@ -128,6 +128,11 @@ def split_for(n: int, config) -> tuple[np.ndarray, np.ndarray]:
             "--val-split 0"
         )
     if not 1 <= config.batch_size <= len(train_idx):
+        if len(val_idx) and config.batch_size <= n:
+            raise ConfigError(
+                f"--batch-size {config.batch_size} is more than the {len(train_idx)} training samples that "
+                f"--val-split {config.val_split} leaves of {n}: lower --batch-size or --val-split"
+            )
         raise ConfigError(
             f"--batch-size must be between 1 and the {len(train_idx)} training samples, got {config.batch_size}"
         )

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -84,7 +85,15 @@ def default_mirrors() -> tuple[str, ...]:
     env = os.environ.get(MIRRORS_ENV)
     if env is None:
         return MIRRORS
-    return tuple(url.strip() for url in env.split(",") if url.strip())
+    urls = tuple(url.strip() for url in env.split(",") if url.strip())
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.scheme == "file"):
+            raise DataError(
+                f"${MIRRORS_ENV}: {url!r} is not an http, https or file URL; expected comma-separated base URLs "
+                "such as https://ossci-datasets.s3.amazonaws.com/mnist/ (or empty, to skip the mirrors)"
+            )
+    return urls
 
 
 def fetch_mnist(

@@ -46,7 +46,7 @@ from .lanes import (
     step_rows,
     sum_blocks,
 )
-from .llvm import FASTMATH, LANES, compile_report, slp_vectoriser
+from .llvm import CACHE, FASTMATH, LANES, compile_report, slp_vectoriser
 
 #: Batches at least this large split across threads; smaller ones run on one. On the 2-core development
 #: machine two threads win from about 48 images a step (docs/fast.md); ``python -m benchmarks.report`` shows
@@ -147,13 +147,13 @@ def _compile_train(parallel: bool):
 
     # Numba names its on-disk cache after the function: one name per compilation
     train.__name__ = train.__qualname__ = "_train_parallel" if parallel else "_train_serial"
-    return njit(cache=True, parallel=parallel, fastmath=FASTMATH)(train)
+    return njit(cache=CACHE, parallel=parallel, fastmath=FASTMATH)(train)
 
 
 _train_serial, _train_parallel = _compile_train(parallel=False), _compile_train(parallel=True)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=CACHE, parallel=True, fastmath=FASTMATH)
 def _evaluate(indptr, indices, values, labels, Wt, b, a, c, n_classes, predictions):
     """Loss sum and correct count over every row; writes each row's predicted class into ``predictions``
     (int64 (n,)). The other arguments are those of :meth:`FoldedLinear.train_args` of the same names.

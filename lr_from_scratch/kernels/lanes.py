@@ -249,9 +249,10 @@ def sgd_factors(first, lr, momentum, one_minus_dampening, nesterov):
 
     With momentum the buffer starts as the gradient (``keep 0, new 1``), then becomes
     ``momentum B + (1 - dampening) g``, and the step is ``g + momentum B`` (Nesterov) or ``B``. Without
-    momentum the buffer stays 0 and the step is ``g``. Every factor is in the weights' dtype.
+    momentum the buffer stays 0 and the step is ``g``. Every factor is in the weights' dtype: ``lr ** 0`` is 1
+    in that dtype for every rate, 0 included (the schedule can take a float32 rate to 0).
     """
-    zero, one = lr - lr, lr / lr
+    zero, one = lr - lr, lr**0
     if momentum == 0:
         return zero, zero, one, zero
     keep = zero if first else momentum

@@ -14,6 +14,7 @@ import time
 import numba
 from llvmlite import ir
 from numba.core import cgutils
+from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 #: Fast-math flags for every kernel: all of them but ``nnan`` and ``ninf``, which would let LLVM delete
@@ -21,6 +22,17 @@ from numba.extending import intrinsic
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 #: Classes are padded to this many lanes (one AVX-512 register of float32).
 LANES = 16
+
+
+def _can_cache() -> bool:
+    """Whether Numba finds a writable folder for the kernels' machine code: ``$NUMBA_CACHE_DIR``, the package's
+    ``__pycache__`` or the user's cache. Without one, ``cache=True`` would fail the import of every kernel; the
+    kernels then compile in every process instead (``python -m lr_from_scratch.train`` says so)."""
+    try:
+        FunctionCache(_can_cache)  # any function of this folder: the same places apply to all
+    except RuntimeError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -40,6 +52,9 @@ def slp_vectoriser():
     finally:
         numba.config.SLP_VECTORIZE = saved
 
+
+#: Whether the kernels keep their machine code on disk between processes (``cache=`` of every kernel).
+CACHE = _can_cache()
 
 if numba.config.DISABLE_JIT:
 

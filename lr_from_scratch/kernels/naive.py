@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .llvm import compile_report
+from .llvm import CACHE, compile_report
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def train_steps(x, y, order, starts, W, b, bufW, bufb, first, lr, momentum, dampening, weight_decay, nesterov):
     """SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s``; returns (loss sum, correct).
 
@@ -51,7 +51,7 @@ def train_steps(x, y, order, starts, W, b, bufW, bufb, first, lr, momentum, damp
     return loss_sum, correct
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _sgd(p, g, buf, first, lr, momentum, dampening, weight_decay, nesterov):
     """``torch.optim.SGD``'s step for one parameter ``p`` with gradient ``g``, in place (as :class:`SGD`)."""
     g = g + weight_decay * p

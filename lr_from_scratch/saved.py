@@ -1,0 +1,155 @@
+"""What a run saves, and how it is read back: ``model.npz``, ``checkpoint.npz``, ``history.csv``.
+
+``model.npz`` is framework-neutral and read by both packages: ``weight`` (K, D), ``bias`` (K,), the scaling
+``mean`` and ``std`` applied after ``/ 255`` (0 and 1 without normalisation), and ``config`` (a JSON string).
+Every file is written atomically, and every file read back is checked: a malformed, hand-edited or diverged
+file is one :class:`UserError` line, before anything uses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig
+from .errors import UserError
+from .files import atomic_open, write_text
+from .trainer import HISTORY_COLUMNS, TrainState
+
+
+@dataclass
+class SavedModel:
+    """What ``model.npz`` holds."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    mean: float
+    std: float
+    config: dict
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` written atomically."""
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def save_model(path: Path, weight, bias, mean: float, std: float, config: TrainConfig) -> None:
+    """Write ``model.npz`` (see the module docstring)."""
+    save_npz(
+        path,
+        {"weight": weight, "bias": bias, "mean": np.float64(mean), "std": np.float64(std),
+         "config": np.array(json.dumps(config.to_dict()))},
+    )  # fmt: skip
+
+
+def load_model(path: str | Path) -> SavedModel:
+    """Read and check a ``model.npz`` (or the one in a run folder); one-line :class:`UserError` otherwise.
+
+    The weight must be (K, D) and the bias (K,), both finite floats; ``mean`` and ``std`` finite numbers with
+    ``std > 0``; ``config``, when present, a JSON object.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.npz"
+    if not path.is_file():
+        raise UserError(f"no model at {path}: expected a run folder holding model.npz, or a model.npz file")
+    arrays = _read_npz(path, "a model.npz")
+    missing = [k for k in ("weight", "bias", "mean", "std") if k not in arrays]
+    if missing:
+        raise UserError(f"{path}: missing {', '.join(missing)}; expected weight, bias, mean, std")
+    weight, bias = (_finite_floats(path, name, arrays[name]) for name in ("weight", "bias"))
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+        raise UserError(f"{path}: weight {weight.shape} and bias {bias.shape}, expected (K, D) and (K,)")
+    mean, std = (_finite_floats(path, name, arrays[name], scalar=True) for name in ("mean", "std"))
+    if std <= 0:
+        raise UserError(f"{path}: std is {std}, expected a number > 0 (the scaling divides by it)")
+    config = {}
+    if "config" in arrays:
+        try:
+            config = json.loads(str(arrays["config"]))
+        except ValueError:
+            raise UserError(f"{path}: config is not valid JSON; expected the run's options") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{path}: config is not a JSON object; expected the run's options")
+    return SavedModel(weight, bias, mean, std, config)
+
+
+def save_checkpoint(path: Path, backend_state: dict[str, np.ndarray], state: TrainState) -> None:
+    """Everything ``--resume`` needs: the backend's arrays, the best weights, and the loop's state."""
+    arrays = {f"backend/{k}": v for k, v in backend_state.items()}
+    if state.best_weight is not None:
+        arrays.update({"best/weight": state.best_weight, "best/bias": state.best_bias})
+    save_npz(path, {**arrays, "state": np.array(state.to_json())})
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], TrainState]:
+    """Inverse of :func:`save_checkpoint`, checked: every array finite floats, every field of the loop's state of
+    its type and not negative. (Whether the shapes fit the run is for the caller, who knows the data.)"""
+    arrays = _read_npz(path, "a checkpoint")
+    if "state" not in arrays or "backend/weight" not in arrays or "backend/bias" not in arrays:
+        raise UserError(f"{path}: not a checkpoint (no state, weight or bias); start a new run instead")
+    for name, array in arrays.items():
+        if name != "state":
+            _finite_floats(path, name, array)
+    try:
+        fields = json.loads(str(arrays["state"]))
+        state = TrainState(**fields, best_weight=arrays.get("best/weight"), best_bias=arrays.get("best/bias"))
+        state.check()
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path}: its state is not a run's ({exc}); start a new run instead") from None
+    backend_state = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
+    return backend_state, state
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    """``history.csv``: one row per epoch, columns :data:`HISTORY_COLUMNS`, empty where there is no value."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_csv_row(row) for row in history)
+    write_text(path, buf.getvalue())
+
+
+def append_history(path: Path, row: dict) -> None:
+    """Add one epoch's row to ``history.csv`` (which :func:`write_history` began): constant work per epoch, so a
+    long run does not slow down. A crash mid-line leaves a short last line; ``--resume`` rewrites the file."""
+    buf = io.StringIO()
+    csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n").writerow(_csv_row(row))
+    with open(path, "a") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _csv_row(row: dict) -> dict:
+    return {k: "" if v is None else v for k, v in row.items()}
+
+
+def _read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: not a readable .npz file ({exc}); expected {what}") from None
+
+
+def _finite_floats(path: Path, name: str, array: np.ndarray, scalar: bool = False):
+    """``array`` if it holds finite real floats (a float if ``scalar``); a one-line :class:`UserError` if not."""
+    if array.dtype.kind != "f":
+        raise UserError(f"{path}: {name} has dtype {array.dtype}, expected floating-point numbers")
+    if scalar and array.shape != ():
+        raise UserError(f"{path}: {name} has shape {array.shape}, expected a single number")
+    if not np.isfinite(array).all():
+        raise UserError(
+            f"{path}: {name} holds NaN or infinite values, expected finite numbers (did the run diverge, or was "
+            "the file edited?)"
+        )
+    return float(array) if scalar else array

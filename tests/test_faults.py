@@ -1,0 +1,402 @@
+"""Faults, injected for real where the machine allows: every one ends in one line, a defined exit status, and a
+folder that says what it holds. (Filesystems: a tmpfs mounted for the test, full or read-only, when the tests
+run as root; otherwise a per-process file-size limit, which fails writes the same way.)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lr_from_scratch import cli, evaluate, explore, lr_find, sweep
+from lr_from_scratch.config import TrainConfig
+from lr_from_scratch.estimator import SoftmaxRegressionClassifier
+from lr_from_scratch.files import write_json
+from lr_from_scratch.model import initial_params
+from lr_from_scratch.runs import RunFolder
+from lr_from_scratch.saved import load_model, save_npz
+from lr_from_scratch.train import main
+from lr_from_scratch.trainer import TrainState
+
+from .conftest import REPO, assert_one_line_error, run_module, run_python
+
+QUICK = ["--limit", "3000", "--epochs", "3", "--no-progress"]
+SLOW = ["--limit", "3000", "--batch-size", "1", "--epochs", "40", "--patience", "0", "--backend", "numpy"]
+
+
+def status(folder: Path) -> dict:
+    return json.loads((folder / "status.json").read_text())
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, kilobytes: int, read_only: bool = False):
+    """A small filesystem of our own at ``path`` (root only); yields False where it cannot be mounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    options = f"size={kilobytes}k" + (",ro" if read_only else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    try:
+        yield mounted.returncode == 0
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(path)], check=True)
+
+
+def train_process(*args: str, file_limit: int | None = None, **kwargs) -> subprocess.Popen:
+    """``python -m lr_from_scratch.train args`` as a real process (its files at most ``file_limit`` bytes)."""
+
+    def limit():
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lr_from_scratch.train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=kwargs.pop("cwd", REPO), preexec_fn=limit, **kwargs,
+    )  # fmt: skip
+
+
+def after_first_epoch(proc: subprocess.Popen) -> None:
+    for line in proc.stdout:
+        if line.startswith("epoch "):
+            return
+
+
+# -- the learning rate reaches 0 in the weights' dtype -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numba", "numba-naive", "numpy"])
+def test_a_rate_that_is_zero_in_float32_trains_on_and_says_so_once(tmp_path, capsys, backend):
+    """lr 0.01 x 0.01^k is below float32's smallest number from epoch 23 on: the steps change nothing."""
+    args = ["--limit", "1000", "--epochs", "25", "--lr-step", "1", "--lr-gamma", "0.01", "--patience", "0"]
+    assert main([*args, "--backend", backend, "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("note: ") == 1 and "from epoch 23 on, the learning rate 1e-46 is 0 in float32" in out
+    assert status(tmp_path / "r")["status"] == "finished"
+
+
+def test_the_estimator_takes_a_zero_rate_too(mnist):
+    x = mnist.train_images[:500].reshape(500, -1) / 255.0
+    clf = SoftmaxRegressionClassifier(lr=1e-50, epochs=2, val_split=0).fit(x, mnist.train_labels[:500])
+    weight, _ = initial_params(TrainConfig(), 784, 10)
+    np.testing.assert_array_equal(clf.weight_, weight)  # nothing moved
+
+
+# -- the filesystem around --out ---------------------------------------------------------------------------------
+
+COMMANDS = {
+    "train": (main, [*QUICK]),
+    "explore": (explore.main, ["--no-progress"]),
+    "lr_find": (lr_find.main, ["--steps", "20"]),
+    "sweep": (sweep.main, ["--batch-sizes", "512", "--epochs", "1"]),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("where", ["a file", "under a file", "a name too long"])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, capsys, command, where):
+    (tmp_path / "file").write_text("x")
+    out = {
+        "a file": tmp_path / "file",
+        "under a file": tmp_path / "file" / "run",
+        "a name too long": tmp_path / ("x" * 300),
+    }
+    main_, args = COMMANDS[command]
+    code = main_([*args, "--out", str(out[where])])
+    expected = {"a file": "is a file: expected a folder", "under a file": "which is a file: expected a folder",
+                "a name too long": "File name too long"}[where]  # fmt: skip
+    assert_one_line_error((code, capsys.readouterr().err), 1, f"--out {out[where]}", expected)
+    assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_read_only_out_is_refused_before_any_work(tmp_path, capsys, command):
+    with tmpfs(tmp_path / "ro", 64, read_only=True) as mounted:
+        if not mounted:  # not root: permissions do the same
+            (tmp_path / "ro").chmod(0o555)
+        main_, args = COMMANDS[command]
+        code = main_([*args, "--out", str(tmp_path / "ro" / "run")])
+        reason = "Read-only file system" if mounted else "Permission denied"
+        assert_one_line_error((code, capsys.readouterr().err), 1, "cannot write there", reason, "choose another")
+
+
+def test_a_disk_that_fills_during_training_loses_no_epoch(tmp_path):
+    """The second epoch's checkpoint does not fit: the run is saved elsewhere, and resuming it there ends where an
+    uninterrupted run ends."""
+    args = ["--limit", "3000", "--epochs", "3", "--dtype", "float64", "--no-progress"]
+    with tmpfs(tmp_path / "disk", 256) as mounted:
+        out = tmp_path / "disk" / "run"
+        proc = train_process(*args, "--out", str(out), file_limit=None if mounted else 150_000)
+        _, err = proc.communicate(timeout=300)
+        reason = "No space left on device" if mounted else "File too large"
+        assert_one_line_error((proc.returncode, err), 1, f"could not write into {out}", reason)
+        if not mounted:  # the file-size limit applies to the rescue too: nothing could be saved elsewhere
+            assert "could not be saved elsewhere either" in err
+            return
+        rescued = Path(err.split("finish it with --resume ")[1].strip())
+        assert status(rescued)["status"] == "interrupted"
+    resumed = run_module("lr_from_scratch.train", "--resume", str(rescued), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_module("lr_from_scratch.train", *args, "--out", str(tmp_path / "whole")).returncode == 0
+    np.testing.assert_array_equal(load_model(rescued).weight, load_model(tmp_path / "whole").weight)
+
+
+def test_a_full_disk_before_training_is_found_before_any_work(tmp_path, capsys):
+    with tmpfs(tmp_path / "disk", 16) as mounted:
+        filler = tmp_path / "disk" / "filler"
+        if mounted:
+            with contextlib.suppress(OSError), open(filler, "wb") as f:
+                f.write(b"\0" * 64 * 1024)
+        else:
+            (tmp_path / "disk").chmod(0o555)
+        code = main([*QUICK, "--out", str(tmp_path / "disk" / "run")])
+        reason = "No space left on device" if mounted else "Permission denied"
+        assert_one_line_error((code, capsys.readouterr().err), 1, "cannot write there", reason)
+
+
+def test_a_tilde_in_an_out_option_is_the_home_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main([*QUICK, "--epochs", "1", "--out=~/run"]) == 0
+    assert status(tmp_path / "run")["status"] == "finished" and not (REPO / "~").exists()
+
+
+# -- signals -----------------------------------------------------------------------------------------------------
+
+
+def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"))
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.startswith("interrupted: in epoch ") and "checkpoint saved" in err and err.count("\n") == 1
+    assert status(tmp_path / "a")["status"] == "interrupted" and "SIGTERM" in status(tmp_path / "a")["detail"]
+    assert run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress").returncode == 0
+    whole = run_module("lr_from_scratch.train", *SLOW, "--no-progress", "--out", str(tmp_path / "b"))
+    assert whole.returncode == 0
+    np.testing.assert_array_equal(load_model(tmp_path / "a").weight, load_model(tmp_path / "b").weight)
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"))
+    after_first_epoch(proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    refused = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "a"))
+    assert_one_line_error(refused, 2, "holds an unfinished run", "stopped after epoch", f"--resume {tmp_path / 'a'}")
+    assert run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress").returncode == 0
+    assert run_module("lr_from_scratch.train", *SLOW, "--no-progress", "--out", str(tmp_path / "b")).returncode == 0
+    np.testing.assert_array_equal(load_model(tmp_path / "a").weight, load_model(tmp_path / "b").weight)
+
+
+def interrupt_self(signum=signal.SIGINT):
+    os.kill(os.getpid(), signum)
+
+
+def test_an_interrupt_while_the_results_are_written_waits_for_them(tmp_path, capsys, monkeypatch):
+    finished = RunFolder.finished
+
+    def finished_after_a_ctrl_c(self, *args):
+        interrupt_self()
+        return finished(self, *args)
+
+    monkeypatch.setattr(RunFolder, "finished", finished_after_a_ctrl_c)
+    assert main([*QUICK, "--out", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err
+    assert err == f"interrupted: the run had finished first: {tmp_path / 'r'}/ holds its results\n"
+    assert status(tmp_path / "r")["status"] == "finished" and (tmp_path / "r" / "curves.png").exists()
+
+
+def test_an_interrupt_before_training_leaves_nothing(tmp_path, capsys, monkeypatch):
+    from lr_from_scratch import command
+
+    load = command.load_mnist
+    monkeypatch.setattr(command, "load_mnist", lambda *a, **k: (interrupt_self(signal.SIGTERM), load(*a, **k))[1])
+    assert main([*QUICK, "--out", str(tmp_path / "r")]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "interrupted: nothing was saved\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_interrupt_in_evaluate_writes_all_figures_or_none(tmp_path, capsys, monkeypatch, mnist):
+    assert main([*QUICK, "--out", str(tmp_path / "r")]) == 0
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    monkeypatch.setattr(evaluate, "plot_reliability", lambda *a: interrupt_self())  # mid-way through the figures
+    assert evaluate.main([str(tmp_path / "r"), "--no-progress"]) == 130
+    assert capsys.readouterr().err == "interrupted: nothing was saved\n"
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+    monkeypatch.undo()
+    replace = os.replace
+
+    def replace_after_a_ctrl_c(source, target):  # now while the files move out of the staging folder
+        if Path(source).parent.name.startswith(".staging-") and Path(source).parent != Path(target).parent:
+            interrupt_self()
+        return replace(source, target)
+
+    monkeypatch.setattr(cli.os, "replace", replace_after_a_ctrl_c)
+    assert evaluate.main([str(tmp_path / "r"), "--no-progress"]) == 130
+    assert capsys.readouterr().err.startswith("interrupted: the results were written first: ")
+    assert set(evaluate.FIGURES.values()) | {"evaluation.json", "report.md"} <= {
+        p.name for p in (tmp_path / "r").iterdir()
+    }
+
+
+def test_once_a_command_is_done_an_interrupt_cannot_change_its_exit_status():
+    code = "import os, signal, sys; from lr_from_scratch.cli import run_cli; c = run_cli(lambda argv: 0); "
+    code += "os.kill(os.getpid(), signal.SIGINT); os.kill(os.getpid(), signal.SIGTERM); sys.exit(c)"
+    run_python(code, dict(os.environ))  # exits 0
+
+
+# -- run folders: every ending says what it holds ----------------------------------------------------------------
+
+
+def test_a_diverged_run_says_so_to_out_and_to_resume(tmp_path, capsys):
+    args = [*QUICK, "--lr", "1e38", "--no-normalize", "--out", str(tmp_path / "r")]
+    assert main(args) == 1
+    assert "became NaN or infinite" in capsys.readouterr().err
+    assert status(tmp_path / "r")["status"] == "diverged" and not (tmp_path / "r" / "checkpoint.npz").exists()
+    for again, expected in ((args, "holds a run that diverged"), (["--resume", str(tmp_path / "r")], "lower --lr")):
+        assert_one_line_error((main(again), capsys.readouterr().err), 2, expected)
+
+
+def test_runs_started_together_get_folders_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    procs = [train_process(*QUICK, "--epochs", "1", cwd=tmp_path) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(status(f)["status"] == "finished" for f in folders)
+
+
+def test_an_out_in_use_is_refused(tmp_path):
+    with RunFolder.create(tmp_path / "r", TrainConfig()):
+        result = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "r"))
+        assert_one_line_error(result, 2, f"{tmp_path / 'r'} is in use by a run in progress")
+    assert not (tmp_path / "r").exists()  # this holder never started: it leaves nothing behind
+
+
+def test_output_to_a_closed_pipe_does_not_stop_training(tmp_path):
+    proc = train_process(*QUICK, "--out", str(tmp_path / "r"))
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and "Traceback" not in err and "Error" not in err
+    assert status(tmp_path / "r")["status"] == "finished"
+
+
+def test_history_grows_by_one_row_per_epoch(tmp_path, mnist):
+    folder = RunFolder.create(tmp_path / "r", TrainConfig())
+    folder.start()
+    state = TrainState(history=[{"epoch": 1, "lr": 0.01, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": None,
+                                 "val_accuracy": None, "seconds": 1.0, "samples_per_second": 100.0}])  # fmt: skip
+    sizes = []
+    for _ in range(3):
+        folder.end_epoch(state, {"weight": np.zeros((10, 784)), "bias": np.zeros(10)})
+        sizes.append((tmp_path / "r" / "history.csv").stat().st_size)
+    folder.close()
+    assert sizes[1] - sizes[0] == sizes[2] - sizes[1] == len("1,0.01,0.5,0.9,,,1.0,100.0\n")
+
+
+# -- malformed models and checkpoints ----------------------------------------------------------------------------
+
+
+def model_arrays(**changes):
+    arrays = {"weight": np.zeros((10, 784), np.float32), "bias": np.zeros(10, np.float32), "mean": np.float64(0.1),
+              "std": np.float64(0.3)}  # fmt: skip
+    return {**arrays, **changes}
+
+
+BAD_MODELS = {
+    "NaN weight": (model_arrays(weight=np.full((10, 784), np.nan, np.float32)), "weight holds NaN or infinite"),
+    "infinite bias": (model_arrays(bias=np.full(10, np.inf)), "bias holds NaN or infinite"),
+    "zero std": (model_arrays(std=np.float64(0)), "std is 0.0, expected a number > 0"),
+    "NaN std": (model_arrays(std=np.float64(np.nan)), "std holds NaN or infinite"),
+    "complex weight": (model_arrays(weight=np.zeros((10, 784), complex)), "weight has dtype complex128"),
+    "bool weight": (model_arrays(weight=np.zeros((10, 784), bool)), "weight has dtype bool"),
+    "string mean": (model_arrays(mean=np.array("zero")), "mean has dtype <U4"),
+    "array std": (model_arrays(std=np.ones(3)), "std has shape (3,), expected a single number"),
+    "bad config": (model_arrays(config=np.array("{not json")), "config is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODELS)
+def test_a_malformed_model_is_one_line_and_writes_nothing(tmp_path, capsys, case):
+    arrays, expected = BAD_MODELS[case]
+    save_npz(tmp_path / "model.npz", arrays)
+    code = evaluate.main([str(tmp_path / "model.npz"), "--no-progress"])
+    assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_an_empty_model_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "model.npz").write_bytes(b"")
+    code = evaluate.main([str(tmp_path), "--no-progress"])
+    assert_one_line_error((code, capsys.readouterr().err), 1, "not a readable .npz file")
+
+
+BAD_CHECKPOINTS = {
+    "epoch as text": (dict(state={"epoch": "2"}), "epoch is '2', expected an integer >= 0"),
+    "negative batch": (dict(state={"batch": -1}), "batch is -1, expected an integer >= 0"),
+    "past the last epoch": (dict(state={"epoch": 99, "history": []}), "rows for epoch 99"),
+    "NaN weights": (dict(weight=np.full((10, 784), np.nan, np.float32)), "backend/weight holds NaN"),
+    "wrong shape": (dict(weight=np.zeros((10, 100), np.float32)), "weight has shape (10, 100), expected (10, 784)"),
+    "no state": (dict(state=None), "not a checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CHECKPOINTS)
+def test_a_hand_edited_checkpoint_is_refused_in_one_line(tmp_path, capsys, case):
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "r"))
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    changes, expected = BAD_CHECKPOINTS[case]
+    with np.load(tmp_path / "r" / "checkpoint.npz") as npz:
+        arrays = dict(npz)
+    state = json.loads(str(arrays.pop("state")))
+    if changes.get("state", {}) is not None:
+        arrays["state"] = np.array(json.dumps({**state, **changes.get("state", {})}))
+    arrays.update({f"backend/{k}": v for k, v in changes.items() if k != "state"})
+    save_npz(tmp_path / "r" / "checkpoint.npz", arrays)
+    code = main(["--resume", str(tmp_path / "r"), "--no-progress"])
+    assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+
+
+def test_json_outputs_hold_no_nan(tmp_path):
+    write_json(tmp_path / "x.json", {"loss": float("nan"), "rows": [1.0, float("inf")], "n": 3})
+    assert json.loads((tmp_path / "x.json").read_text(), parse_constant=lambda c: 1 / 0) == {
+        "loss": None, "rows": [1.0, None], "n": 3,
+    }  # fmt: skip
+
+
+# -- the rest ----------------------------------------------------------------------------------------------------
+
+
+def test_a_range_test_that_diverges_at_once_is_one_line(tmp_path, capsys):
+    code = lr_find.main(["--start", "1e6", "--end", "1e8", "--out", str(tmp_path / "x")])
+    assert_one_line_error((code, capsys.readouterr().err), 1, "the loss diverged after", "lower --start")
+    assert not any((tmp_path / "x").iterdir())
+
+
+@pytest.mark.parametrize("mirrors", ["not a url", "ftp://example.org/mnist/", "https://"])
+def test_a_bad_mirror_address_is_one_line(tmp_path, mirrors):
+    env = {**os.environ, "LR_FROM_SCRATCH_MNIST_MIRRORS": mirrors}
+    result = run_module("lr_from_scratch.train", *QUICK, "--data-dir", str(tmp_path / "empty"), env=env)
+    assert_one_line_error(
+        result, 1, "$LR_FROM_SCRATCH_MNIST_MIRRORS", repr(mirrors), "is not an http, https or file URL"
+    )
+
+
+def test_without_a_writable_numba_cache_the_kernels_compile_and_say_how_to_keep_them(tmp_path):
+    """Numba finds no place for its cache (here: only NUMBA_CACHE_DIR may be used, and it is not set)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT")}
+    env["NUMBA_CACHE_LOCATOR_CLASSES"] = "UserProvidedCacheLocator"
+    result = run_module("lr_from_scratch.train", *QUICK, "--epochs", "1", "--out", str(tmp_path / "r"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "numba kernels compiled (no writable cache folder: set NUMBA_CACHE_DIR to one to keep them)" in result.stdout
