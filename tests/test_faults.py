@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +144,8 @@ def test_a_disk_that_fills_during_training_loses_no_epoch(tmp_path):
         rescued = Path(err.split("finish it with --resume ")[1].strip())
         assert status(rescued)["status"] == "interrupted"
     resumed = run_module("lr_from_scratch.train", "--resume", str(rescued), "--no-progress")
+    shutil.move(rescued, tmp_path / "rescued")  # out of the machine's temporary folder
+    rescued = tmp_path / "rescued"
     assert resumed.returncode == 0, resumed.stderr
     assert run_module("lr_from_scratch.train", *args, "--out", str(tmp_path / "whole")).returncode == 0
     np.testing.assert_array_equal(load_model(rescued).weight, load_model(tmp_path / "whole").weight)
