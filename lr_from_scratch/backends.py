@@ -166,12 +166,12 @@ class NumbaBackend:
 
 
 def array_backend(config: TrainConfig, weight, bias, train, val=None, test=None):
-    """A backend of kind ``config.backend`` over feature arrays ``(x (n, D) float, y (n,) int)``, taken as they
-    are (no scaling): what the scikit-learn style estimator trains."""
+    """A backend of kind ``config.backend`` over features ``(x (n, D) float, y (n,) int)``, taken as they are (no
+    scaling): what the scikit-learn estimator trains. The Numba backend also takes ``x`` as ``scipy.sparse``."""
     if config.backend == "numba":
 
         def rows(part):
-            return None if part is None else (SparseRows.from_dense(part[0]), part[1])
+            return None if part is None else (SparseRows.from_features(part[0]), part[1])
 
         return NumbaBackend(weight, bias, config, 1.0, 0.0, rows(train), rows(val), rows(test))
     kind = NaiveNumbaBackend if config.backend == "numba-naive" else NumpyBackend

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,36 +39,46 @@ class TrainConfig:
     backend: str = "numba"
     limit: int | None = None
 
-    def validate(self) -> TrainConfig:
-        """Raise :class:`ConfigError` (one line: flag, value got, range expected) for the first bad option."""
-        _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        _require(self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1")
-        _require(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a number > 0, such as 0.01")
-        _require(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1), such as 0.9")
-        _require(0 <= self.dampening <= 1, "dampening", self.dampening, "a number in [0, 1]")
+    def validate(self, flags: bool = True) -> TrainConfig:
+        """Raise :class:`ConfigError` (one line: option, value got, range expected) for the first bad option.
+
+        ``flags``: name the options as the command line does (``--batch-size``); otherwise as parameters
+        (``batch_size``), as the estimator does. Types come first: each option has the type of its default.
+        """
+
+        def require(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise ConfigError(f"{option_name(name, flags)} must be {expected}, got {getattr(self, name)!r}")
+
+        for field in dataclasses.fields(self):
+            value, (kind, described) = getattr(self, field.name), _KINDS[type(field.default)]
+            is_bool = isinstance(value, bool | np.bool_)
+            ok = is_bool if kind is bool else isinstance(value, kind) and not is_bool
+            require(ok or (value is None and field.default is None), field.name, described)
+        require(self.epochs >= 1, "epochs", "an integer >= 1")
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        require(math.isfinite(self.lr) and self.lr > 0, "lr", "a number > 0, such as 0.01")
+        require(0 <= self.momentum < 1, "momentum", "a number in [0, 1), such as 0.9")
+        require(0 <= self.dampening <= 1, "dampening", "a number in [0, 1]")
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
+            momentum, dampening = option_name("momentum", flags), option_name("dampening", flags)
             raise ConfigError(
-                f"--nesterov needs --momentum > 0 and --dampening 0, got momentum {self.momentum} and "
-                f"dampening {self.dampening}: add --momentum 0.9 or drop --nesterov"
+                f"{option_name('nesterov', flags)} needs {momentum} > 0 and {dampening} 0, got momentum "
+                f"{self.momentum} and dampening {self.dampening}: set {momentum} 0.9, or drop nesterov"
             )
-        _require(
-            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-            "weight-decay",
-            self.weight_decay,
-            ">= 0",
-        )
-        _require(self.lr_step >= 0, "lr-step", self.lr_step, "an integer >= 0 (0 keeps the rate constant)")
-        _require(0 < self.lr_gamma <= 1, "lr-gamma", self.lr_gamma, "a number in (0, 1]")
-        _require(self.patience >= 0, "patience", self.patience, "an integer >= 0 (0 turns early stopping off)")
-        _require(0 <= self.val_split < 1, "val-split", self.val_split, "a fraction in [0, 1), such as 0.1")
-        _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
-        _require(self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
+        require(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", ">= 0")
+        require(self.lr_step >= 0, "lr_step", "an integer >= 0 (0 keeps the rate constant)")
+        require(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
+        require(self.patience >= 0, "patience", "an integer >= 0 (0 turns early stopping off)")
+        require(0 <= self.val_split < 1, "val_split", "a fraction in [0, 1), such as 0.1")
+        require(self.init in INITS, "init", f"one of {', '.join(INITS)}")
+        require(self.dtype in DTYPES, "dtype", f"one of {', '.join(DTYPES)}")
         largest = float(np.finfo(self.dtype).max)
-        _require(self.lr <= largest, "lr", self.lr, f"at most {largest:.4g}, the largest {self.dtype}")
-        _require(self.weight_decay <= largest, "weight-decay", self.weight_decay, f"at most {largest:.4g}")
-        _require(self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}")
-        _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "an integer >= 1")
+        require(self.lr <= largest, "lr", f"at most {largest:.4g}, the largest {self.dtype}")
+        require(self.weight_decay <= largest, "weight_decay", f"at most {largest:.4g}, the largest {self.dtype}")
+        require(self.backend in BACKENDS, "backend", f"one of {', '.join(BACKENDS)}")
+        require(self.seed >= 0, "seed", "an integer >= 0")
+        require(self.limit is None or self.limit >= 1, "limit", "an integer >= 1")
         return self
 
     def to_dict(self) -> dict:
@@ -84,6 +95,16 @@ class TrainConfig:
         return cls(**values)
 
 
-def _require(ok: bool, flag: str, got, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"--{flag} must be {expected}, got {got}")
+def option_name(name: str, flags: bool = True) -> str:
+    """How an option is named to the user: ``--batch-size`` on the command line, ``batch_size`` as a parameter."""
+    return "--" + name.replace("_", "-") if flags else name
+
+
+#: By the type of an option's default: what its value must be (``limit``, None by default, is an integer).
+_KINDS = {
+    int: (numbers.Integral, "an integer"),
+    type(None): (numbers.Integral, "an integer"),
+    float: (numbers.Real, "a number"),
+    bool: (bool, "true or false"),
+    str: (str, "a string"),
+}

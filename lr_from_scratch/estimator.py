@@ -1,11 +1,12 @@
-"""A scikit-learn style estimator over the same model, optimizer and training loop as the command line::
+"""A scikit-learn estimator over the same model, optimizer and training loop as the command line::
 
     clf = SoftmaxRegressionClassifier(epochs=5).fit(X_train, y_train)
     clf.score(X_test, y_test)
 
-It takes features as they are (scale them yourself) and labels of any sortable kind; fitted attributes end
-in ``_`` as in scikit-learn. scikit-learn is not needed: ``sklearn.base.clone`` and friends still work,
-because the estimator speaks the same protocol (``get_params``, ``set_params``).
+Built on scikit-learn (``pip install lr-from-scratch[sklearn]``): it passes scikit-learn's own
+``check_estimator`` and works inside ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``. It takes features
+as they are (scale them yourself, say with ``StandardScaler``), dense or ``scipy.sparse`` CSR (the Numba kernels
+train on the non-zero entries only), and labels of any kind.
 """
 
 from __future__ import annotations
@@ -13,108 +14,152 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backends import array_backend
 from .config import SCRATCH_BACKENDS, TrainConfig
-from .data.pipeline import split_for
+from .data import batch_slices, train_val_split
 from .functional import softmax
+from .kernels.llvm import LANES
 from .model import initial_params
-from .trainer import fit
-
-#: The estimator's parameters: every training option except the MNIST-specific ``normalize`` and ``limit``.
-PARAMS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in ("normalize", "limit")}
+from .trainer import TrainState, fit, train_epoch
 
 
-class SoftmaxRegressionClassifier:
+class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression trained by mini-batch SGD (PyTorch's rule), early stopping included.
 
-    Parameters are those of :class:`~lr_from_scratch.config.TrainConfig` (``epochs``, ``batch_size``, ``lr``,
-    ``momentum``, ``dampening``, ``nesterov``, ``weight_decay``, ``lr_step``, ``lr_gamma``, ``patience``,
-    ``val_split``, ``init``, ``seed``, ``dtype``, ``backend``), with the same defaults.
+    The parameters are the training command's options (:class:`~lr_from_scratch.config.TrainConfig`), with
+    the same defaults. On small data the batch is at most the training part, and a validation part that would
+    be empty is skipped (so is early stopping).
 
     Attributes
     ----------
-    classes_ : (K,) array, the sorted labels seen in ``fit``
+    classes_ : (K,) array, the sorted labels seen in ``fit`` (or given to the first ``partial_fit``)
     weight_ : (K, D) array and ``bias_`` : (K,) array, the kept (best-validation) parameters
-    n_features_in_ : int
+    n_features_in_ : int, and ``feature_names_in_`` when ``X`` had column names
     history_ : list of dict, one per epoch (as in ``history.csv``)
     best_epoch_, n_iter_ : int, the epoch whose weights were kept and the number of epochs run
     """
 
-    def __init__(self, **params):
-        unknown = sorted(set(params) - set(PARAMS))
-        if unknown:
-            raise TypeError(f"unknown parameter(s) {', '.join(unknown)}; expected some of {', '.join(PARAMS)}")
-        for name, default in PARAMS.items():
-            setattr(self, name, params.get(name, default))
+    def __init__(self, epochs=20, batch_size=64, lr=0.01, momentum=0.9, dampening=0.0, nesterov=False,
+                 weight_decay=0.0, lr_step=10, lr_gamma=0.1, patience=10, val_split=0.1, init="torch", seed=0,
+                 dtype="float32", backend="numba"):  # fmt: skip
+        self.epochs, self.batch_size, self.lr, self.momentum, self.dampening = (
+            epochs,
+            batch_size,
+            lr,
+            momentum,
+            dampening,
+        )
+        self.nesterov, self.weight_decay, self.lr_step, self.lr_gamma = nesterov, weight_decay, lr_step, lr_gamma
+        self.patience, self.val_split, self.init, self.seed = patience, val_split, init, seed
+        self.dtype, self.backend = dtype, backend
 
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor parameters, as a dict."""
-        return {name: getattr(self, name) for name in PARAMS}
-
-    def set_params(self, **params) -> SoftmaxRegressionClassifier:
-        """Set constructor parameters; unknown names are an error."""
-        SoftmaxRegressionClassifier(**params)  # validates the names
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if v != PARAMS[k]}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
     def fit(self, X, y) -> SoftmaxRegressionClassifier:
-        """Train on ``X`` (N, D) numeric and ``y`` (N,) labels; returns ``self``."""
-        config = TrainConfig(**self.get_params(), normalize=False).validate()
-        if config.backend not in SCRATCH_BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(SCRATCH_BACKENDS)}, got {config.backend!r}")
-        X = _check_X(X, config.dtype)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"y has shape {y.shape}, expected ({len(X)},) to match X")
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has {len(self.classes_)} class, expected at least 2")
-        train_idx, val_idx = split_for(len(X), config)
+        """Train on ``X`` (N, D) and labels ``y`` (N,); returns ``self``."""
+        config = self._config()
+        X, y = self._validate(X, y, config, reset=True)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        self._check_classes(config)
+        train_idx, val_idx = train_val_split(len(y), config.val_split, config.seed)
+        if len(val_idx) == 0 or len(train_idx) == 0:  # too few samples to hold some out
+            train_idx, val_idx = np.arange(len(y)), val_idx[:0]
+        config = dataclasses.replace(config, batch_size=min(config.batch_size, len(train_idx)))
         weight, bias = initial_params(config, X.shape[1], len(self.classes_))
-        val = (X[val_idx], y_idx[val_idx]) if len(val_idx) else None
-        backend = array_backend(config, weight, bias, (X[train_idx], y_idx[train_idx]), val)
+        val = (X[val_idx], y_index[val_idx]) if len(val_idx) else None
+        backend = array_backend(config, weight, bias, (X[train_idx], y_index[train_idx]), val)
         state = fit(backend, config, progress=False, log=None)
         self.weight_, self.bias_ = state.best_weight, state.best_bias
-        self.n_features_in_ = X.shape[1]
         self.history_, self.best_epoch_, self.n_iter_ = state.history, state.best_epoch, len(state.history)
+        self._sgd_state = {"weight": self.weight_, "bias": self.bias_}  # partial_fit goes on from here
+        return self
+
+    def partial_fit(self, X, y, classes=None) -> SoftmaxRegressionClassifier:
+        """One more epoch of SGD over ``(X, y)``, for data that comes in pieces; returns ``self``.
+
+        The first call needs ``classes``, every label there will be. The SGD state (momentum buffers
+        included) carries over from call to call, so consecutive calls are consecutive epochs of one run at
+        the schedule's rate (epoch ``n_iter_``); there is no validation part and no early stopping.
+        """
+        config = self._config()
+        first = not hasattr(self, "classes_")
+        X, y = self._validate(X, y, config, reset=first)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be given to the first call to partial_fit: every label there will be")
+            self.classes_ = np.unique(classes)
+            self._check_classes(config)
+            weight, bias = initial_params(config, X.shape[1], len(self.classes_))
+            self._sgd_state = {"weight": weight, "bias": bias}
+            self.history_, self.best_epoch_, self.n_iter_ = [], 0, 0
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes are {np.unique(classes)}, but were {self.classes_} in the first partial_fit")
+        unknown = np.setdiff1d(y, self.classes_)
+        if len(unknown):
+            raise ValueError(f"y has labels {unknown} that are not in classes {self.classes_}")
+        y_index = np.searchsorted(self.classes_, y)
+        config = dataclasses.replace(config, batch_size=min(config.batch_size, len(y)), val_split=0.0)
+        weight, bias = self._sgd_state["weight"], self._sgd_state["bias"]
+        backend = array_backend(config, weight.astype(config.dtype), bias.astype(config.dtype), (X, y_index))
+        backend.load_state(self._sgd_state)
+        state = TrainState(epoch=self.n_iter_)
+        train_epoch(backend, config, state, batch_slices(len(y), config.batch_size))
+        self._sgd_state = backend.state()
+        self.weight_, self.bias_ = backend.params()
+        self.n_iter_ = self.best_epoch_ = self.n_iter_ + 1
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        """Logits ``X W^T + b``: (N, D) -> (N, K)."""
-        if not hasattr(self, "weight_"):
-            raise AttributeError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) first")
-        X = _check_X(X, self.weight_.dtype)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, expected {self.n_features_in_} as in fit")
-        return X @ self.weight_.T + self.bias_
+        """Logits ``X W^T + b``: (N, D) -> (N, K); with two classes, (N,): the second logit minus the first,
+        positive where ``classes_[1]`` is the more probable."""
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``: (N, D) -> (N, K)."""
-        return softmax(self.decision_function(X))
+        return softmax(self._logits(X))
 
     def predict(self, X) -> np.ndarray:
         """Most probable label: (N, D) -> (N,)."""
-        logits = self.decision_function(X)  # first: it says so when the estimator is not fitted
+        logits = self._logits(X)  # first: it says so when the estimator is not fitted
         return self.classes_[logits.argmax(axis=1)]
 
-    def score(self, X, y) -> float:
-        """Accuracy of :meth:`predict` on ``(X, y)``, a fraction."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+    # -- the steps every method shares -----------------------------------------------------------------------
 
+    def _config(self) -> TrainConfig:
+        params = self.get_params()
+        config = TrainConfig(**params, normalize=False).validate(flags=False)
+        if config.backend not in SCRATCH_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(SCRATCH_BACKENDS)}, got {config.backend!r}")
+        return config
 
-def _check_X(X, dtype) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X has shape {X.shape}, expected a non-empty 2-D array (n_samples, n_features)")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise ValueError(f"X has dtype {X.dtype}, expected numbers")
-    X = X.astype(dtype, copy=False)
-    if not np.isfinite(X).all():
-        raise ValueError("X contains NaN or infinity, expected finite numbers")
-    return X
+    def _validate(self, X, y, config: TrainConfig, reset: bool):
+        """scikit-learn's checks of ``X`` and ``y``; ``X`` in the weights' dtype, as CSR rows for the Numba
+        kernels (densified for the others)."""
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=config.dtype, reset=reset)
+        check_classification_targets(y)
+        if sp.issparse(X) and config.backend != "numba":
+            X = X.toarray()
+        return X, y
+
+    def _check_classes(self, config: TrainConfig) -> None:
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has {len(self.classes_)} class, expected samples of at least 2 classes")
+        if config.backend == "numba" and len(self.classes_) > LANES:
+            raise ValueError(
+                f"y has {len(self.classes_)} classes; backend='numba' takes at most {LANES} (one vector register "
+                "of lanes): use backend='numpy' or 'numba-naive'"
+            )
+
+    def _logits(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=self.weight_.dtype, reset=False)
+        return np.asarray(X @ self.weight_.T) + self.bias_

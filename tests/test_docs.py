@@ -92,3 +92,13 @@ def test_benchmark_figures_quoted_in_readme_and_fast_chapter_match_the_report():
     for impl in ("numba", "numpy", "torch-cpu", "scikit-learn"):
         seconds = f"{reached[impl]['seconds']:.2f} s"
         assert seconds in readme and seconds in fast, f"{impl}'s time to 92% ({seconds}) should be quoted"
+
+
+def test_the_readme_python_examples_run():
+    """The README's Python blocks, in order, in one namespace: what a reader pastes must work."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["sparse"].n_iter_ == 5 and namespace["pieces"].n_iter_ == 6  # a call is an epoch

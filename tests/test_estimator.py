@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
+import os
+
 import numpy as np
 import pytest
-from sklearn.base import clone
+import scipy.sparse as sp
+from sklearn.base import clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
@@ -12,6 +22,8 @@ from lr_from_scratch.data import prepare, scale_images
 from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.estimator import SoftmaxRegressionClassifier
 from lr_from_scratch.trainer import fit
+
+from .conftest import run_python
 
 
 @pytest.fixture(scope="module")
@@ -87,28 +99,130 @@ def test_params_protocol_and_clone():
     twin = clone(clf)
     assert twin is not clf and twin.get_params() == clf.get_params()
     assert repr(clf) == "SoftmaxRegressionClassifier(lr=0.2, nesterov=True)"
-    with pytest.raises(TypeError, match="unknown parameter"):
+    assert is_classifier(clf)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'learning_rate'"):
         SoftmaxRegressionClassifier(learning_rate=0.1)
-    with pytest.raises(TypeError, match="unknown parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter 'alpha'"):
         clf.set_params(alpha=1)
 
 
-def test_bad_inputs_are_clear(small):
+def test_the_parameters_are_the_training_options_with_their_defaults():
+    signature = inspect.signature(SoftmaxRegressionClassifier).parameters
+    options = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in ("normalize", "limit")}
+    assert {name: p.default for name, p in signature.items()} == options
+
+
+def test_bad_inputs_are_clear_and_name_the_parameters(small):
     x, y, _, _ = small
     with pytest.raises(ValueError, match="backend must be one of numba, numpy, numba-naive, got 'torch'"):
         SoftmaxRegressionClassifier(backend="torch").fit(x, y)
-    with pytest.raises(ConfigError, match="--lr must be a number > 0"):
+    with pytest.raises(ConfigError, match="^lr must be a number > 0, such as 0.01, got -1$"):
         SoftmaxRegressionClassifier(lr=-1).fit(x, y)
-    with pytest.raises(ValueError, match=r"y has shape \(3,\), expected \(2000,\)"):
+    with pytest.raises(ConfigError, match="^epochs must be an integer, got '5'$"):
+        SoftmaxRegressionClassifier(epochs="5").fit(x, y)
+    with pytest.raises(ConfigError, match="^nesterov needs momentum > 0 and dampening 0"):
+        SoftmaxRegressionClassifier(nesterov=True, momentum=0).fit(x, y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         SoftmaxRegressionClassifier().fit(x, y[:3])
-    with pytest.raises(ValueError, match="expected a non-empty 2-D array"):
-        SoftmaxRegressionClassifier().fit(x[0], y[:1])
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="Input X contains NaN"):
         SoftmaxRegressionClassifier().fit(np.full((4, 2), np.nan), [0, 1, 0, 1])
-    with pytest.raises(ValueError, match="at least 2"):
-        SoftmaxRegressionClassifier(val_split=0, batch_size=2).fit(x[:4], [1, 1, 1, 1])
-    with pytest.raises(AttributeError, match="not fitted yet"):
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        SoftmaxRegressionClassifier().fit(x[:10], np.linspace(0, 1, 10))
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        SoftmaxRegressionClassifier().fit(x[:3], [0.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match="expected samples of at least 2 classes"):
+        SoftmaxRegressionClassifier().fit(x[:4], [1, 1, 1, 1])
+    with pytest.raises(NotFittedError, match="not fitted yet"):
         SoftmaxRegressionClassifier().predict(x)
     clf = SoftmaxRegressionClassifier(epochs=1).fit(x, y)
-    with pytest.raises(ValueError, match="X has 783 features, expected 784"):
+    with pytest.raises(ValueError, match="X has 783 features, but SoftmaxRegressionClassifier is expecting 784"):
         clf.predict(x[:, 1:])
+
+
+def test_scikit_learns_own_check_estimator_passes_in_full():
+    """Every check, none skipped: in a process of its own with SciPy's array API switch on (read at import)
+    and pandas installed (the check of non-array inputs needs it)."""
+    code = (
+        "import json; from sklearn.utils.estimator_checks import check_estimator; "
+        "from lr_from_scratch.estimator import SoftmaxRegressionClassifier as C; "
+        "print(json.dumps([[r['check_name'], r['status'], str(r['exception'])[:300]] "
+        "for r in check_estimator(C(), on_fail=None)]))"
+    )
+    results = json.loads(run_python(code, {**os.environ, "SCIPY_ARRAY_API": "1"}).stdout)
+    assert len(results) >= 50
+    assert [r for r in results if r[1] != "passed"] == []
+
+
+def test_inside_scikit_learns_tools(small):
+    x, y, x_test, y_test = small
+    raw = x * 0.3081 + 0.1307  # undo the scaling: the pipeline's StandardScaler does it again
+    pipe = make_pipeline(StandardScaler(), SoftmaxRegressionClassifier(epochs=3))
+    assert pipe.fit(raw, y).score(x_test * 0.3081 + 0.1307, y_test) > 0.8
+    scores = cross_val_score(SoftmaxRegressionClassifier(epochs=2), x, y, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.75
+    search = GridSearchCV(SoftmaxRegressionClassifier(epochs=2), {"lr": [1e-4, 0.01]}, cv=2).fit(x, y)
+    assert search.best_params_ == {"lr": 0.01} and search.best_estimator_.n_iter_ == 2
+
+
+def test_small_data_trains_with_the_defaults(small):
+    x, y, _, _ = small
+    clf = SoftmaxRegressionClassifier().fit(x[:5], y[:5])  # no batch of 64, and 10% of 5 samples is none
+    assert clf.n_iter_ == 20 and all(row["val_loss"] is None for row in clf.history_)
+    assert clf.score(x[:5], y[:5]) == 1.0
+    clf = SoftmaxRegressionClassifier().fit(x[:30], y[:30])  # 27 to train on, 3 to validate
+    assert all(row["val_loss"] is not None for row in clf.history_)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_two_classes_give_one_decision_value_per_sample(small, backend):
+    x, y, _, _ = small
+    keep = (y == 3) | (y == 8)
+    clf = SoftmaxRegressionClassifier(epochs=3, backend=backend).fit(x[keep], np.where(y[keep] == 3, "three", "eight"))
+    scores, proba = clf.decision_function(x[keep][:100]), clf.predict_proba(x[keep][:100])
+    assert scores.shape == (100,) and proba.shape == (100, 2) and clf.classes_.tolist() == ["eight", "three"]
+    np.testing.assert_array_equal(clf.predict(x[keep][:100]), clf.classes_[(scores > 0).astype(int)])
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-scores)), rtol=1e-5)  # a sigmoid of the logit gap
+
+
+def test_more_classes_than_the_numba_lanes_say_what_to_use():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 5)), np.arange(400) % 20
+    with pytest.raises(ValueError, match="y has 20 classes; backend='numba' takes at most 16.*use backend='numpy'"):
+        SoftmaxRegressionClassifier().fit(x, y)
+    assert SoftmaxRegressionClassifier(epochs=2, backend="numpy").fit(x, y).predict_proba(x).shape == (400, 20)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_sparse_input_trains_like_dense(small, backend):
+    x, y, _, _ = small
+    pixels = x * 0.3081 + 0.1307  # zeros stay zeros: sparse
+    dense = SoftmaxRegressionClassifier(epochs=2, backend=backend).fit(pixels, y)
+    sparse = SoftmaxRegressionClassifier(epochs=2, backend=backend).fit(sp.csr_matrix(pixels), y)
+    np.testing.assert_array_equal(sparse.weight_, dense.weight_)
+    np.testing.assert_array_equal(sparse.predict(sp.csr_matrix(pixels[:50])), dense.predict(pixels[:50]))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_partial_fit_calls_are_the_epochs_of_one_run(small, backend):
+    """Three calls on the whole set take exactly the steps of three epochs of ``fit`` without a validation part:
+    the same orders, rates and momentum buffers."""
+    x, y, _, _ = small
+    pieces = SoftmaxRegressionClassifier(backend=backend, momentum=0.9, lr_step=2)
+    for _ in range(3):
+        pieces.partial_fit(x, y, classes=np.arange(10))
+    whole = SoftmaxRegressionClassifier(epochs=3, val_split=0, lr_step=2, backend=backend).fit(x, y)
+    np.testing.assert_array_equal(pieces.weight_, whole.weight_)
+    assert pieces.n_iter_ == 3
+    with pytest.raises(ValueError, match="classes must be given to the first call"):
+        SoftmaxRegressionClassifier().partial_fit(x, y)
+    with pytest.raises(ValueError, match="not in classes"):
+        SoftmaxRegressionClassifier().partial_fit(x, y, classes=np.arange(5))
+
+
+def test_partial_fit_on_pieces_learns(small):
+    x, y, x_test, y_test = small
+    clf = SoftmaxRegressionClassifier()
+    for _ in range(3):
+        for piece in np.array_split(np.arange(len(y)), 4):
+            clf.partial_fit(x[piece], y[piece], classes=np.arange(10))
+    assert clf.score(x_test, y_test) > 0.8

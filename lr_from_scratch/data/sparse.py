@@ -37,5 +37,21 @@ class SparseRows:
         np.cumsum(mask.sum(axis=1), out=indptr[1:])
         return cls(indptr, np.nonzero(mask)[1].astype(np.uint16), x[mask])
 
+    @classmethod
+    def from_features(cls, x) -> SparseRows:
+        """The rows of a dense array or a ``scipy.sparse`` matrix (n, D), values as they are."""
+        return cls.from_csr(x) if hasattr(x, "tocsr") else cls.from_dense(x)
+
+    @classmethod
+    def from_csr(cls, x) -> SparseRows:
+        """The rows of a ``scipy.sparse`` matrix (n, D) as they are, without a dense copy."""
+        if x.shape[1] > np.iinfo(np.uint16).max:
+            raise ValueError(f"{x.shape[1]} features, at most {np.iinfo(np.uint16).max} supported")
+        x = x.tocsr()
+        if not x.has_canonical_format:  # one entry per (row, column), as from_dense gives; the caller's is kept
+            x = x.copy()
+            x.sum_duplicates()
+        return cls(x.indptr, x.indices.astype(np.uint16), x.data)
+
     def __len__(self) -> int:
         return len(self.indptr) - 1
