@@ -5,7 +5,9 @@ PIP_ARGS ?=
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: train test bench report figures docs lint format clean
+VISION_VENV ?= .venv-vision
+
+.PHONY: train test test-vision bench report figures docs lint format clean
 
 train: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.train $(ARGS)
@@ -17,6 +19,17 @@ test: $(VENV)/.installed
 	@echo "The kernels as plain Python first (NUMBA_DISABLE_JIT=1), so every line of them runs; then everything:"
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
 	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
+
+# torchvision's own MNIST pipeline, in a second environment: PyPI's torchvision does not import beside the CPU
+# torch of .venv, so this one takes the pair in constraints-vision.txt (about 5.5 GB, from local files here).
+test-vision: $(VISION_VENV)/.installed
+	$(VISION_VENV)/bin/python -m pytest --benchmark-disable -p no:cacheprovider tests/test_torchvision.py $(ARGS)
+
+$(VISION_VENV)/.installed: pyproject.toml constraints-vision.txt
+	$(PYTHON) -m venv $(VISION_VENV)
+	$(VISION_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VISION_VENV)/bin/python -m pip install --quiet $(PIP_ARGS) -c constraints-vision.txt -e '.[dev,vision]'
+	touch $@
 
 # Every figure of the docs, from the project's own commands (about three minutes, the benchmarks page included).
 figures: $(VENV)/.installed
@@ -54,4 +67,4 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info
+	rm -rf $(VENV) $(VISION_VENV) .pytest_cache .benchmarks build *.egg-info

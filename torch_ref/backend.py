@@ -12,24 +12,27 @@ from lr_from_scratch.data import Splits
 from lr_from_scratch.model import initial_params
 from lr_from_scratch.optim import momentum_buffer_key
 
-from .data import DTYPES, as_dataset, as_tensors
+from .data import DTYPES, as_dataset, as_tensors, torchvision_parts
 from .model import from_arrays, to_arrays
 
-LOADERS = ("tensor", "dataloader")
+LOADERS = ("tensor", "dataloader", "torchvision")
 
 
 class TorchBackend:
     """``nn.CrossEntropyLoss`` and ``torch.optim.SGD`` on the textbook ``LogisticRegression``.
 
     ``loader="tensor"`` keeps every split on the device and slices batches by index (the fast path);
-    ``loader="dataloader"`` is the textbook ``Dataset``/``DataLoader`` pipeline with per-sample transforms.
-    Both visit the samples in the order the shared loop gives, so trajectories compare with lr_from_scratch.
+    ``loader="dataloader"`` is the textbook ``Dataset``/``DataLoader`` pipeline with per-sample transforms;
+    ``loader="torchvision"`` is ``torchvision.datasets.MNIST`` with ``ToTensor`` and ``Normalize`` over the files
+    in ``data_dir``. All visit the samples in the order the shared loop gives, so trajectories compare with
+    lr_from_scratch.
     The shared loop's schedule sets the learning rate (``StepLR``'s, as ``tests/test_torch_ref.py`` checks).
     """
 
     steps_per_call = 16
 
-    def __init__(self, config: TrainConfig, splits: Splits, device: torch.device, loader: str = "tensor"):
+    def __init__(self, config: TrainConfig, splits: Splits, device: torch.device, loader: str = "tensor",
+                 data_dir=None):  # fmt: skip
         weight, bias = initial_params(config, splits.n_features, splits.n_classes)
         self.device, self.loader, self.config = device, loader, config
         self.dtype = DTYPES[config.dtype]
@@ -46,6 +49,8 @@ class TorchBackend:
         parts = {"train": splits.train, "val": splits.val, "test": splits.test}
         if loader == "tensor":
             self.data = {k: as_tensors(splits, p, self.dtype, device) if p else None for k, p in parts.items()}
+        elif loader == "torchvision":
+            self.data = torchvision_parts(splits, data_dir)
         else:
             self.data = {k: as_dataset(splits, p, self.dtype) if p else None for k, p in parts.items()}
         self.n_train, self.has_val, self.info = len(splits.train), splits.val is not None, {}

@@ -24,7 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")
     parser.add_argument(
         "--loader", choices=LOADERS, default="tensor",
-        help="tensor: data on the device, batches by index (fast); dataloader: Dataset + DataLoader (textbook)",
+        help="tensor: data on the device, batches by index (fast); dataloader: Dataset + DataLoader (textbook); "
+        "torchvision: torchvision.datasets.MNIST with ToTensor and Normalize",
     )  # fmt: skip
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA (off: exact float32)")
 
@@ -40,7 +41,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_torchvision(config) -> None:
+    """``--loader torchvision`` needs a torchvision that imports beside this torch, and float32 (what
+    ``ToTensor`` makes)."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # not installed, or built for another torch (RuntimeError: operator ... does not exist)
+        raise ConfigError(
+            f"--loader torchvision: torchvision does not import here ({type(exc).__name__}: {str(exc)[:80]}); "
+            f"install a torchvision built for torch {torch.__version__.split('+')[0]}, or use --loader dataloader"
+        ) from None
+    if config.dtype != "float32":
+        raise ConfigError(f"--loader torchvision gives float32 (ToTensor), got --dtype {config.dtype}: drop --dtype")
+
+
 def set_up(config, args) -> dict:
+    if args.loader == "torchvision":
+        check_torchvision(config)
     device = resolve_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
@@ -59,7 +76,9 @@ RECIPE = Recipe(
     backends=("torch",),
     add_arguments=add_arguments,
     set_up=set_up,
-    make_backend=lambda config, splits, args: TorchBackend(config, splits, resolve_device(args.device), args.loader),
+    make_backend=lambda config, splits, args: TorchBackend(
+        config, splits, resolve_device(args.device), args.loader, args.data_dir
+    ),
     describe=lambda config, args: f"torch on {resolve_device(args.device)}, {args.loader} loader",
     save_extra=save_state_dict,
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..files import write_bytes
 from .idx import check_images, check_labels, decompress, parse_idx
 from .sources import FILES, MnistFile, fetch_mnist, verify_idx_bytes
 
@@ -47,6 +48,32 @@ def default_data_dir() -> Path:
     return Path(cache) / "lr-from-scratch" / "mnist"
 
 
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """``data_dir`` as given (``~`` expanded), or :func:`default_data_dir` when None."""
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+
+
+def torchvision_layout(data_dir: str | os.PathLike | None) -> Path:
+    """The data folder, with the four uncompressed files where ``torchvision.datasets.MNIST(root)`` reads them
+    (``root/MNIST/raw/``), written once from the files :func:`load_mnist` verified there; returns the root.
+
+    Call it after :func:`load_mnist` on the same folder. Raises :class:`DataError` if they cannot be written.
+    """
+    root = resolve_data_dir(data_dir)
+    for file in FILES:
+        target = root / TORCHVISION_SUBDIR / file.name
+        if not target.is_file():
+            source = find_file(root, file)
+            data = source.read_bytes()
+            try:
+                write_bytes(target, decompress(data, str(source)) if source.suffix == ".gz" else data)
+            except OSError as exc:
+                raise DataError(
+                    f"cannot write {target} for torchvision ({exc.strerror}); use a writable --data-dir"
+                ) from None
+    return root
+
+
 def find_file(root: Path, file: MnistFile) -> Path | None:
     """The path of ``file`` under ``root`` or torchvision's ``root/MNIST/raw``, uncompressed or ``.gz``."""
     for folder in (root, root / TORCHVISION_SUBDIR):
@@ -62,7 +89,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True,
     Every file is checked: gzip integrity, IDX magic number, size against the header, label range, count,
     and finally the official MD5 of the uncompressed bytes. Any failure raises :class:`DataError`.
     """
-    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    root = resolve_data_dir(data_dir)
     if root.exists() and not root.is_dir():
         raise DataError(f"data folder {root} is a file, expected a folder holding the MNIST IDX files")
     missing = [f for f in FILES if find_file(root, f) is None]

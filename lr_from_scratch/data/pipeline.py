@@ -81,10 +81,12 @@ def batch_starts(batches: list[slice]) -> np.ndarray:
 
 @dataclass
 class Part:
-    """One part of the data: ``images`` uint8 (n, 784) as on disk, ``labels`` int64 (n,)."""
+    """One part of the data: ``images`` uint8 (n, 784) as on disk, ``labels`` int64 (n,), and the ``indices``
+    (n,) of its samples in the file they come from."""
 
     images: np.ndarray
     labels: np.ndarray
+    indices: np.ndarray
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -147,9 +149,9 @@ def prepare(mnist, config) -> Splits:
     train_idx, val_idx = split_for(config.limit or n_all, config)
 
     def part(images, labels, idx=None) -> Part:
-        if idx is not None:
-            images, labels = images[idx], labels[idx]
-        return Part(images.reshape(len(images), -1), labels.astype(np.int64))
+        idx = np.arange(len(labels)) if idx is None else idx
+        images, labels = images[idx], labels[idx]
+        return Part(images.reshape(len(images), -1), labels.astype(np.int64), idx)
 
     return Splits(
         train=part(mnist.train_images, mnist.train_labels, train_idx),
