@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import SparseRows, Splits, batch_starts
+from .errors import ConfigError
 from .metrics import evaluate
 from .model import SoftmaxRegression, initial_params
 from .optim import SGD, momentum_buffer_key
@@ -184,6 +185,13 @@ def make_backend(config: TrainConfig, splits: Splits):
     weight, bias = initial_params(config, splits.n_features, splits.n_classes)
     parts = (splits.train, splits.val, splits.test)
     if config.backend == "numba":
+        from .kernels.llvm import LANES
+
+        if splits.n_classes > LANES:
+            raise ConfigError(
+                f"--dataset {config.dataset} has {splits.n_classes} classes; --backend numba takes at most {LANES} "
+                "(one vector register of lanes): use --backend numpy"
+            )
         a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
         rows = [None if p is None else (SparseRows.from_dense(p.images), p.labels) for p in parts]
         return NumbaBackend(weight, bias, config, a, c, *rows)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data.datasets import DATASETS
 from .errors import ConfigError
 from .model import INITS
 
@@ -37,6 +38,7 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     backend: str = "numba"
+    dataset: str = "mnist"
     limit: int | None = None
 
     def validate(self, flags: bool = True) -> TrainConfig:
@@ -77,6 +79,7 @@ class TrainConfig:
         require(self.lr <= largest, "lr", f"at most {largest:.4g}, the largest {self.dtype}")
         require(self.weight_decay <= largest, "weight_decay", f"at most {largest:.4g}, the largest {self.dtype}")
         require(self.backend in BACKENDS, "backend", f"one of {', '.join(BACKENDS)}")
+        require(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}")
         require(self.seed >= 0, "seed", "an integer >= 0")
         require(self.limit is None or self.limit >= 1, "limit", "an integer >= 1")
         return self

@@ -136,7 +136,7 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self) -> TrainConfig:
         params = self.get_params()
-        config = TrainConfig(**params, normalize=False).validate(flags=False)
+        config = TrainConfig(**params, normalize=False).validate(flags=False)  # no dataset: X and y are the data
         if config.backend not in SCRATCH_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(SCRATCH_BACKENDS)}, got {config.backend!r}")
         return config

@@ -55,7 +55,7 @@ def plot_confusion(cm: np.ndarray, path: Path) -> None:
     image = ax.imshow(np.log1p(cm), cmap="Blues")
     for (i, j), count in np.ndenumerate(cm):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if i == j else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(xticks=range(len(cm)), yticks=range(len(cm)), xlabel="predicted", ylabel="true", title="confusion matrix")
     fig.colorbar(image, ax=ax, label="log(1 + count)")
     save(fig, path)
 
@@ -97,8 +97,9 @@ def plot_confidence(confidence: np.ndarray, correct: np.ndarray, path: Path) -> 
     fig = figure(figsize=(6, 4))
     ax = fig.subplots()
     bins = np.linspace(0, 1, 41)
-    ax.hist(confidence[correct], bins=bins, alpha=0.6, density=True, label=f"correct ({correct.sum()})")
-    ax.hist(confidence[~correct], bins=bins, alpha=0.6, density=True, label=f"wrong ({(~correct).sum()})")
+    for name, chosen in (("correct", correct), ("wrong", ~correct)):
+        if chosen.any():  # a density of nothing is 0 / 0
+            ax.hist(confidence[chosen], bins=bins, alpha=0.6, density=True, label=f"{name} ({chosen.sum()})")
     ax.set(xlabel="confidence of the predicted class", ylabel="density", title="confidence: correct vs wrong")
     ax.legend()
     save(fig, path)
@@ -107,8 +108,13 @@ def plot_confidence(confidence: np.ndarray, correct: np.ndarray, path: Path) -> 
 def plot_image_grid(
     images: np.ndarray, titles: list[str], path: Path, title: str, cmap: str = "gray", cols: int = 8
 ) -> None:
-    """Images (n, 28, 28) in a grid of up to ``cols`` columns, each with its caption; a diverging ``cmap``
+    """Images (n, h, w) in a grid of up to ``cols`` columns, each with its caption; a diverging ``cmap``
     is centred on 0."""
+    if len(images) == 0:
+        fig = figure(figsize=(4, 1.5))
+        fig.text(0.5, 0.5, f"{title}: none", ha="center", va="center")
+        save(fig, path)
+        return
     cols = min(cols, len(images))
     rows = -(-len(images) // cols)
     fig = figure(figsize=(1.6 * cols, 1.9 * rows + 0.4))

@@ -35,7 +35,6 @@ import numpy as np
 
 from .cli import writable_folder
 from .config import TrainConfig
-from .data import scaling
 from .errors import ConfigError, UserError
 from .files import write_json
 from .plots import plot_history
@@ -59,7 +58,7 @@ class RunFolder:
 
     def __init__(self, path: Path, config: TrainConfig, created: bool):
         self.path, self.config, self.created = path, config, created
-        self.mean, self.std = scaling(config.normalize)
+        self.scaling: tuple[float, float] | None = None  #: (mean, std) of the inputs, once the data is loaded
         self._lock = _lock(path)
 
     # -- claiming a folder -----------------------------------------------------------------------------
@@ -137,6 +136,7 @@ class RunFolder:
         try:
             target.mkdir(parents=True)
             with RunFolder(target, self.config, created=True) as rescued:
+                rescued.scaling = self.scaling
                 rescued.start()
                 write_history(target / HISTORY, state.history)
                 if state.best_weight is not None:
@@ -165,7 +165,7 @@ class RunFolder:
         write_json(self.path / STATUS, {"status": status, "epochs_done": epochs_done, "detail": detail})
 
     def _save_model(self, state: TrainState) -> None:
-        save_model(self.path / MODEL, state.best_weight, state.best_bias, self.mean, self.std, self.config)
+        save_model(self.path / MODEL, state.best_weight, state.best_bias, *self.scaling, self.config)
 
 
 def _read_status(path: Path) -> dict:

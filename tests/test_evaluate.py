@@ -136,3 +136,19 @@ def test_bad_models_are_one_line(tmp_path, capsys):
         code = main([str(path), "--no-progress"])
         assert_one_line_error((code, capsys.readouterr().err), 1, expected)
     assert not (tmp_path / "empty_run" / "evaluation.json").exists()
+
+
+def test_a_model_that_is_never_wrong_is_evaluated_too(tmp_path):
+    """No mistakes: no confusions, no wrong confidence; the figures say "none" instead of failing."""
+    from lr_from_scratch.evaluate import FIGURES, evaluate_model, report, write_figures
+
+    images = np.zeros((6, 2, 3), np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    images[np.arange(6), 0, labels] = 255  # class k lights pixel k
+    weight = np.eye(3, 6) * 50
+    results, curves = evaluate_model(weight, np.zeros(3), 0.0, 1.0, images, labels)
+    assert results["accuracy"] == 1.0 and results["top_confusions"] == [] and results["confident_mistakes"] == []
+    assert results["mean_confidence"]["wrong"] is None
+    write_figures(results, curves, weight, images, tmp_path)
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in FIGURES.values())
+    assert "n/a when wrong" in report(results, "perfect", "tiny")

@@ -220,8 +220,8 @@ def test_an_interrupt_while_the_results_are_written_waits_for_them(tmp_path, cap
 def test_an_interrupt_before_training_leaves_nothing(tmp_path, capsys, monkeypatch):
     from lr_from_scratch import command
 
-    load = command.load_mnist
-    monkeypatch.setattr(command, "load_mnist", lambda *a, **k: (interrupt_self(signal.SIGTERM), load(*a, **k))[1])
+    load = command.load_dataset
+    monkeypatch.setattr(command, "load_dataset", lambda *a, **k: (interrupt_self(signal.SIGTERM), load(*a, **k))[1])
     assert main([*QUICK, "--out", str(tmp_path / "r")]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == "interrupted: nothing was saved\n"
     assert not (tmp_path / "r").exists()

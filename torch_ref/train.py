@@ -51,6 +51,10 @@ def check_torchvision(config) -> None:
             f"--loader torchvision: torchvision does not import here ({type(exc).__name__}: {str(exc)[:80]}); "
             f"install a torchvision built for torch {torch.__version__.split('+')[0]}, or use --loader dataloader"
         ) from None
+    if config.dataset != "mnist":
+        raise ConfigError(
+            f"--loader torchvision reads MNIST only, got --dataset {config.dataset}: use --loader dataloader"
+        )
     if config.dtype != "float32":
         raise ConfigError(f"--loader torchvision gives float32 (ToTensor), got --dtype {config.dtype}: drop --dtype")
 

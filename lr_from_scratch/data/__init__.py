@@ -1,6 +1,6 @@
-"""MNIST: locate, fetch, verify, parse; scaling, splits and batch order; images as sparse rows."""
+"""The datasets (MNIST and its kin): locate, fetch, verify, parse; scaling, splits and batch order; sparse rows."""
 
-from .mnist import MNIST, default_data_dir, load_mnist
+from .datasets import DATASETS, LabelledImages, default_data_dir, load_dataset, load_mnist
 from .pipeline import (
     MNIST_MEAN,
     MNIST_STD,
@@ -12,13 +12,13 @@ from .pipeline import (
     prepare,
     rng,
     scale_images,
-    scaling,
     train_val_split,
 )
 from .sparse import SparseRows
 
 __all__ = [
-    "MNIST",
+    "DATASETS",
+    "LabelledImages",
     "MNIST_MEAN",
     "MNIST_STD",
     "Part",
@@ -28,10 +28,10 @@ __all__ = [
     "batch_starts",
     "default_data_dir",
     "epoch_order",
+    "load_dataset",
     "load_mnist",
     "prepare",
     "rng",
     "scale_images",
-    "scaling",
     "train_val_split",
 ]

@@ -86,10 +86,17 @@ def decompress(data: bytes, name: str) -> bytes:
         raise DataError(f"{name}: not a valid gzip file ({exc}): re-download it") from None
 
 
-def check_images(images: np.ndarray, name: str) -> np.ndarray:
-    """Check that ``images`` has shape (n, 28, 28)."""
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DataError(f"{name}: image shape {images.shape}, expected (n, 28, 28)")
+def check_images(
+    images: np.ndarray, name: str, shape: tuple[int, int] | None = (28, 28), max_pixels: int | None = None
+) -> np.ndarray:
+    """Check that ``images`` has shape (n, h, w): (n, 28, 28) by default; with ``shape`` None any h and w, with
+    at most ``max_pixels`` pixels."""
+    if shape is not None and (images.ndim != 3 or images.shape[1:] != shape):
+        raise DataError(f"{name}: image shape {images.shape}, expected (n, {shape[0]}, {shape[1]})")
+    if images.ndim != 3 or images.shape[1] * images.shape[2] == 0:
+        raise DataError(f"{name}: image shape {images.shape}, expected (n, height, width)")
+    if max_pixels is not None and images.shape[1] * images.shape[2] > max_pixels:
+        raise DataError(f"{name}: images of {images.shape[1]} x {images.shape[2]} pixels, at most {max_pixels}")
     return images
 
 

