@@ -6,13 +6,14 @@ ARGS ?=
 BIN := $(VENV)/bin
 
 VISION_VENV ?= .venv-vision
+SITE_ASSETS := docs/javascripts/vendor/VERSION
 
-.PHONY: train test test-vision bench report figures docs lint format clean
+.PHONY: train test test-vision bench report figures docs browser lint format clean
 
 train: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.train $(ARGS)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(SITE_ASSETS) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
@@ -46,8 +47,20 @@ figures: $(VENV)/.installed
 report: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.report
 
-docs: $(VENV)/.installed
+docs: $(VENV)/.installed $(SITE_ASSETS)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+# The site's JavaScript (MathJax, iframe-worker), pinned and checked, from the npm registry: no CDN at run time.
+$(SITE_ASSETS): scripts/vendor_assets.py $(VENV)/.installed
+	$(BIN)/python scripts/vendor_assets.py
+
+# Debian's Chromium and its driver, for the site's browser tests (tests/test_site.py); installed as root only.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	  else echo "tests/test_site.py needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi; \
+	fi
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest --benchmark-only -q $(ARGS)
