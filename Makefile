@@ -35,6 +35,7 @@ $(VISION_VENV)/.installed: pyproject.toml constraints-vision.txt
 # Every figure of the docs, from the project's own commands (about three minutes, the benchmarks page included).
 figures: $(VENV)/.installed
 	rm -rf runs/docs-figures
+	$(BIN)/python scripts/model_diagram.py
 	$(BIN)/python -m lr_from_scratch.explore --out docs/figures/explore --no-progress
 	$(BIN)/python -m lr_from_scratch.train --out runs/docs-figures --no-progress
 	$(BIN)/python -m lr_from_scratch.evaluate runs/docs-figures/model.npz --out docs/figures/evaluation --no-progress

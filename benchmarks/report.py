@@ -163,7 +163,7 @@ def markdown(result: dict, name: str, command: str) -> str:
         "",
         "## The machine and its limits",
         "",
-        "| | |",
+        "| what | this run |",
         "| --- | --- |",
         *[f"| {k} | {v} |" for k, v in m.items() if v is not None],
         f"| peak float32 matrix product (NumPy BLAS) | {peak:,.0f} GFLOP/s |",

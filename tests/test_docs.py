@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 import json
 import re
 
@@ -11,29 +11,23 @@ from .conftest import REPO
 DOCS = REPO / "docs"
 
 
-#: ``<!-- code: PATH[:NAME] -->`` then a fenced block: the block must be the file, or its top-level ``NAME``.
-SHOWN_CODE = re.compile(r"<!-- code: ([^:\s]+)(?::(\w+))? -->\n```\w*\n(.*?)\n```", re.DOTALL)
-
-
-def source_of(path: str, name: str | None) -> str:
-    """The text of ``path``, or of its top-level function or class ``name`` (decorators included)."""
-    text = (REPO / path).read_text()
-    if name is None:
-        return text.rstrip("\n")
-    for node in ast.parse(text).body:
-        if getattr(node, "name", None) == name:
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            return "\n".join(text.splitlines()[start - 1 : node.end_lineno])
-    raise AssertionError(f"{path} has no top-level {name}")
+def _show_code():
+    """``scripts/show_code.py``, which writes the code the docs show (it is a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("show_code", REPO / "scripts" / "show_code.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_code_shown_in_the_docs_is_the_source():
-    shown = [
-        (page.name, *m.groups()) for page in sorted(DOCS.glob("*.md")) for m in SHOWN_CODE.finditer(page.read_text())
-    ]
-    assert len(shown) >= 4, "the PyTorch chapter shows the textbook program"
+    show = _show_code()
+    shown = [(page.name, *block) for page in sorted(DOCS.glob("*.md")) for block in show.shown_blocks(page)]
+    pages = {page for page, *_ in shown}
+    assert {"math.md", "numpy.md", "torch.md", "fast.md"} <= pages, f"the chapters that teach code show it: {pages}"
     for page, path, name, block in shown:
-        assert block == source_of(path, name), f"{page}: the block of {path}:{name} differs from the source"
+        assert block == show.source_of(path, name), (
+            f"{page}: the block of {path}:{name} differs from the source; run python scripts/show_code.py"
+        )
 
 
 def test_every_image_the_docs_show_exists():
@@ -102,3 +96,10 @@ def test_the_readme_python_examples_run():
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["sparse"].n_iter_ == 5 and namespace["pieces"].n_iter_ == 6  # a call is an epoch
+
+
+def test_the_model_diagram_is_the_one_its_script_draws():
+    spec = importlib.util.spec_from_file_location("model_diagram", REPO / "scripts" / "model_diagram.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.draw() == (DOCS / "figures" / "model" / "softmax_regression.svg").read_bytes()

@@ -140,3 +140,22 @@ def test_the_browser_really_has_no_network(browser):
 
     with pytest.raises(WebDriverException, match="ERR_PROXY_CONNECTION_FAILED"):
         browser.get("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg.js")
+
+
+def test_the_copy_button_copies_code_without_prompts_or_output(site, browser):
+    """What Material's copy button takes from a pycon block (its innerText while marked data-md-copying) pastes
+    into python: no >>> or ... prompts, no printed output."""
+    browser.get((site / "math.html").as_uri())
+    copied = browser.execute_script(
+        """
+        const code = [...document.querySelectorAll(".highlight code")].find(c => c.querySelector(".gp"));
+        code.setAttribute("data-md-copying", "");
+        const text = code.innerText;
+        code.removeAttribute("data-md-copying");
+        return [code.innerText, text];
+        """
+    )
+    shown, pasted = copied
+    assert ">>> " in shown and "(4, 10)" in shown
+    assert ">>>" not in pasted and "..." not in pasted and "(4, 10)" not in pasted
+    assert "Z = linear(X, W, b)" in pasted
