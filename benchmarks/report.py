@@ -22,6 +22,7 @@ from lr_from_scratch.cli import ArgumentParser, path_arg, run_cli, staged_output
 from lr_from_scratch.data import load_mnist
 from lr_from_scratch.errors import ConfigError, UserError
 from lr_from_scratch.files import write_bytes, write_json, write_text
+from lr_from_scratch.plots import DPI
 
 from .impls import (
     DENSE_FLOP_PER_SAMPLE,
@@ -234,7 +235,7 @@ def markdown(result: dict, name: str, command: str) -> str:
 def figure(result: dict) -> bytes:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(8.5, 4.5), layout="constrained")
     ax = fig.subplots()
     sizes = result["batch_sizes"]
     for impl, row in result["epoch_samples_per_second"].items():
@@ -242,14 +243,15 @@ def figure(result: dict) -> bytes:
     roof = result["peak_gflops"] * 1e9 / DENSE_FLOP_PER_SAMPLE
     ax.axhline(roof, color="grey", linestyle="--", label="dense roofline")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])  # the batch sizes measured, not powers of 2
     ax.set_yscale("log")
     ax.set_xlabel("batch size")
     ax.set_ylabel("training samples/s (one epoch)")
     ax.set_title(result["machine"].get("gpu") or result["machine"]["cpu"])
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: it hides no line
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 

@@ -10,6 +10,8 @@ import numpy as np
 from .files import write_bytes
 
 DIGITS = [str(k) for k in range(10)]
+#: Every raster figure's resolution: sharp on a high-density screen and in print.
+DPI = 150
 
 
 def figure(**kwargs):
@@ -20,15 +22,17 @@ def figure(**kwargs):
 
 
 def save(fig, path: Path) -> None:
-    """Write ``fig`` as PNG to ``path`` atomically."""
+    """Write ``fig`` as PNG (:data:`DPI`) to ``path`` atomically."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=DPI)
     write_bytes(path, buf.getvalue())
 
 
-def plot_history(history: list[dict], path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, train and validation, side by side."""
+def plot_history(history: list[dict], path: Path, title: str = "", kept_epoch: int | None = None) -> None:
+    """Loss and accuracy per epoch, train and validation, side by side; a dashed line where the learning rate
+    drops, and a marker on ``kept_epoch``, the epoch whose weights the run kept."""
     epochs = [row["epoch"] for row in history]
+    drops = [row["epoch"] for before, row in zip(history, history[1:], strict=False) if row["lr"] < before["lr"]]
     fig = figure(figsize=(10, 4))
     for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("cross-entropy", "accuracy"), strict=True):
         ax.plot(epochs, [row[f"train_{metric}"] for row in history], "o-", label="train")
@@ -39,10 +43,19 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
         ]
         if val:
             ax.plot(*zip(*val, strict=True), "s-", label="validation")
+        for i, epoch in enumerate(drops):
+            ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1,
+                       label="learning rate drops" if i == 0 else None)  # fmt: skip
+        if kept_epoch:
+            kept = [row for row in history if row["epoch"] == kept_epoch][0]
+            value = kept[f"val_{metric}"] if kept[f"val_{metric}"] is not None else kept[f"train_{metric}"]
+            ax.plot([kept_epoch], [value], marker="*", markersize=14, color="crimson", linestyle="none",
+                    label=f"kept: epoch {kept_epoch}")  # fmt: skip
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
     save(fig, path)
@@ -62,7 +75,7 @@ def plot_confusion(cm: np.ndarray, path: Path) -> None:
 
 def plot_curves(curves: dict[int, tuple], areas: dict[int, float], path: Path, kind: str) -> None:
     """One-vs-rest ROC (``kind="roc"``: x = FPR, y = TPR) or precision-recall curves, one line per class."""
-    fig = figure(figsize=(6, 5))
+    fig = figure(figsize=(7.5, 5))
     ax = fig.subplots()
     name = "AUC" if kind == "roc" else "AP"
     for k, (x, y) in curves.items():
@@ -73,7 +86,7 @@ def plot_curves(curves: dict[int, tuple], areas: dict[int, float], path: Path, k
         ax.set(xlabel="recall", ylabel="precision", ylim=(0.5, 1.01))
     ax.set_title("one-vs-rest " + ("ROC curves" if kind == "roc" else "precision-recall curves"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the plot: it hides no curve
     save(fig, path)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from .cli import writable_folder
 from .config import TrainConfig
+from .data import DATASETS
 from .errors import ConfigError, UserError
 from .files import write_json
 from .plots import plot_history
@@ -123,7 +124,8 @@ class RunFolder:
         """Write the finished run's files; returns their names, in the order a listing should show them."""
         self._save_model(state)
         extra = save_extra(self.path)
-        plot_history(state.history, self.path / CURVES, title=f"softmax regression on MNIST ({self.path.name})")
+        title = f"softmax regression on {DATASETS[self.config.dataset].title}"
+        plot_history(state.history, self.path / CURVES, title=title, kept_epoch=state.best_epoch)
         write_json(self.path / METRICS, metrics)
         self._status("finished", state.epoch, f"test accuracy {metrics['test_accuracy']:.2%}")
         (self.path / CHECKPOINT).unlink(missing_ok=True)

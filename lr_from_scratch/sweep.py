@@ -67,6 +67,9 @@ def _main(argv) -> int:
     sizes = [r["batch_size"] for r in rows]
     left.plot(sizes, [r["test_accuracy"] for r in rows], "o-")
     left.set(xscale="log", xlabel="batch size", ylabel="test accuracy", title=f"accuracy after {args.epochs} epochs")
+    for ax in (left, right):
+        ax.set_xticks(sizes, [str(s) for s in sizes], minor=False)
+        ax.minorticks_off()
     right.plot(sizes, [r["train_seconds"] for r in rows], "o-")
     right.set(xscale="log", yscale="log", xlabel="batch size", ylabel="seconds of training",
               title=f"training time ({args.backend} backend)")  # fmt: skip

@@ -259,3 +259,9 @@ def test_resume_refusals(tmp_path, capsys):
     for args, expected in cases:
         code = main(args)
         assert_one_line_error((code, capsys.readouterr().err), 2, expected)
+
+
+def test_the_curves_are_drawn_at_150_dpi(default_run):
+    """10 x 4 inches at 150 dots per inch: 1500 x 600 pixels (the PNG header's width and height)."""
+    header = (default_run[0] / "curves.png").read_bytes()[16:24]
+    assert (int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")) == (1500, 600)
