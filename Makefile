@@ -48,7 +48,11 @@ figures: $(VENV)/.installed
 report: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.report
 
+# The site. First what the chapters take from elsewhere: the code they show (from the source) and the
+# notebooks made from them; the tests fail when either is out of date.
 docs: $(VENV)/.installed $(SITE_ASSETS)
+	$(BIN)/python scripts/show_code.py
+	$(BIN)/python scripts/notebooks.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 # The site's JavaScript (MathJax, iframe-worker), pinned and checked, from the npm registry: no CDN at run time.
