@@ -37,7 +37,10 @@ figures: $(VENV)/.installed
 	rm -rf runs/docs-figures
 	$(BIN)/python scripts/model_diagram.py
 	$(BIN)/python -m lr_from_scratch.explore --out docs/figures/explore --no-progress
-	$(BIN)/python -m lr_from_scratch.train --out runs/docs-figures --no-progress
+	$(BIN)/python -m lr_from_scratch.train --out runs/docs-figures --no-progress | tee docs/figures/training/train_output.txt
+	cp runs/docs-figures/metrics.json docs/figures/training/metrics.json
+	$(BIN)/python scripts/quote_outputs.py
+	$(BIN)/python scripts/patience.py
 	$(BIN)/python -m lr_from_scratch.evaluate runs/docs-figures/model.npz --out docs/figures/evaluation --no-progress
 	mkdir -p docs/figures/training && cp runs/docs-figures/curves.png docs/figures/training/curves.png
 	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training

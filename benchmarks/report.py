@@ -19,9 +19,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lr_from_scratch.cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
+from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import load_mnist
 from lr_from_scratch.errors import ConfigError, UserError
-from lr_from_scratch.files import write_bytes, write_json, write_text
+from lr_from_scratch.files import replace_region, write_bytes, write_json, write_text
 from lr_from_scratch.plots import DPI
 
 from .impls import (
@@ -38,6 +39,12 @@ from .impls import (
 
 BASELINE = "torch-cpu"  # "PyTorch CPU eager": what the ratios are relative to
 QUOTED = ("numba", "numpy", "torch-cpu")  # what README.md and docs/fast.md quote
+#: The rows of docs/torch.md's table: implementation -> the command that runs it.
+TORCH_TABLE = {
+    "numba": "python -m lr_from_scratch.train",
+    "torch-cpu": "python -m torch_ref.train",
+    "torch-cpu-dataloader": "python -m torch_ref.train --loader dataloader",
+}
 #: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
 #: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
 SETTLE_S = 0.3
@@ -256,7 +263,8 @@ def figure(result: dict) -> bytes:
 
 
 def quoted_regions(result: dict) -> dict[str, str]:
-    """The figures README.md and docs/fast.md quote, by marker name, so they always match the page."""
+    """The figures README.md, docs/fast.md and docs/torch.md quote, by marker name, so they always match the page:
+    blocks with their own newlines, inline figures without."""
     rates, t92 = result["epoch_samples_per_second"], result.get("time_to_92", {})
     sizes = [str(s) for s in result["batch_sizes"]]
     roof = result["peak_gflops"] * 1e9 / DENSE_FLOP_PER_SAMPLE
@@ -293,19 +301,25 @@ def quoted_regions(result: dict) -> dict[str, str]:
         fast += ["", f"It reached 92% test accuracy with the defaults after {sec['numba']} of training, against "
                  f"{sec['numpy']} for NumPy, {sec['torch-cpu']} for PyTorch CPU and {sec['scikit-learn']} for "
                  "scikit-learn's `LogisticRegression`."]  # fmt: skip
-    return {"readme": "\n".join(readme), "fast": "\n".join(fast)}
+    default = str(TrainConfig().batch_size)  # what a user's run trains with
+    torch = [
+        f"| command | training samples/s, batch {default} |",
+        "| --- | ---: |",
+        *(f"| `{command}` | {rates[impl][default]:,.0f} |" for impl, command in TORCH_TABLE.items() if impl in rates),
+    ]
+    epoch_ms = 1000 * 60_000 / rates["numba"][default]
+    return {
+        "readme": "\n" + "\n".join(readme) + "\n",
+        "fast": "\n" + "\n".join(fast) + "\n",
+        "torch": "\n" + "\n".join(torch) + "\n",
+        "epoch": f"about {epoch_ms:.0f} ms",
+    }
 
 
 def update_quotes(result: dict, files: dict[str, Path]) -> None:
     """Rewrite the text between ``<!-- benchmarks:NAME -->`` and ``<!-- /benchmarks:NAME -->`` in each file."""
     for name, text in quoted_regions(result).items():
-        path = files[name]
-        page = path.read_text()
-        begin, end = f"<!-- benchmarks:{name} -->\n", f"\n<!-- /benchmarks:{name} -->"
-        if begin not in page or end not in page:
-            raise UserError(f"{path}: markers {begin.strip()} ... {end.strip()} not found; cannot update its figures")
-        head, rest = page.split(begin, 1)
-        write_text(path, head + begin + text + end + rest.split(end, 1)[1])
+        replace_region(files[name], f"benchmarks:{name}", text)
 
 
 def _main(argv) -> int:
@@ -320,8 +334,9 @@ def _main(argv) -> int:
     print(f"wrote {out / name}.md, .png and .json")
     repo = Path(__file__).resolve().parent.parent
     if out.resolve() == (repo / "docs").resolve() and name == "benchmarks" and set(QUOTED) <= set(opts["impls"]):
-        update_quotes(result, {"readme": repo / "README.md", "fast": repo / "docs" / "fast.md"})
-        print("updated the figures README.md and docs/fast.md quote")
+        readme, docs = repo / "README.md", repo / "docs"
+        update_quotes(result, {"readme": readme, "epoch": readme, "fast": docs / "fast.md", "torch": docs / "torch.md"})
+        print("updated the figures README.md, docs/fast.md and docs/torch.md quote")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Writes into ``--out`` (default ``runs/explore``): the class distribution, per-pixel mean and standard
 deviation maps, the average digit of each class, brightness and contrast histograms, a labelled grid of
-samples, and ``summary.md`` with the figures that matter for the model (scaling constants, sparsity).
+samples, and ``summary.md`` (with ``summary.json``) with the figures that matter for the model (scaling
+constants, sparsity).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from .data import load_mnist
-from .files import write_text
+from .files import write_json, write_text
 from .plots import DIGITS, figure, plot_image_grid, save
 
 FIGURES = {
@@ -125,8 +126,9 @@ def _main(argv) -> int:
     with staged_outputs(out) as stage:
         facts = explore(mnist, stage)
         write_text(stage / "summary.md", summary(facts))
+        write_json(stage / "summary.json", facts)
     print(f"mean {facts['mean']:.4f}, std {facts['std']:.4f}, {facts['zero_fraction']:.1%} zero pixels")
-    print(f"wrote {out}/: summary.md {' '.join(FIGURES.values())}")
+    print(f"wrote {out}/: summary.md summary.json {' '.join(FIGURES.values())}")
     return 0
 
 

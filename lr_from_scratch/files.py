@@ -62,6 +62,19 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
+def replace_region(path: str | os.PathLike, name: str, text: str) -> None:
+    """Rewrite what lies between ``<!-- NAME -->`` and ``<!-- /NAME -->`` in the text file ``path`` (a page whose
+    figures a command writes), atomically. ``text`` goes in as it is: give it its own newlines for a block."""
+    page = Path(path).read_text()
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if page.count(begin) != 1 or page.count(end) != 1:
+        from .errors import UserError
+
+        raise UserError(f"{path}: markers {begin} ... {end} not found once each; cannot write its figures")
+    head, rest = page.split(begin)
+    write_text(path, head + begin + text + end + rest.split(end)[1])
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

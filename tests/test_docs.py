@@ -11,16 +11,16 @@ from .conftest import REPO
 DOCS = REPO / "docs"
 
 
-def _show_code():
-    """``scripts/show_code.py``, which writes the code the docs show (it is a script, not a package module)."""
-    spec = importlib.util.spec_from_file_location("show_code", REPO / "scripts" / "show_code.py")
+def _script(name: str):
+    """``scripts/<name>.py``, which writes part of the docs (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_code_shown_in_the_docs_is_the_source():
-    show = _show_code()
+    show = _script("show_code")
     shown = [(page.name, *block) for page in sorted(DOCS.glob("*.md")) for block in show.shown_blocks(page)]
     pages = {page for page, *_ in shown}
     assert {"math.md", "numpy.md", "torch.md", "fast.md"} <= pages, f"the chapters that teach code show it: {pages}"
@@ -99,7 +99,25 @@ def test_the_readme_python_examples_run():
 
 
 def test_the_model_diagram_is_the_one_its_script_draws():
-    spec = importlib.util.spec_from_file_location("model_diagram", REPO / "scripts" / "model_diagram.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.draw() == (DOCS / "figures" / "model" / "softmax_regression.svg").read_bytes()
+    assert _script("model_diagram").draw() == (DOCS / "figures" / "model" / "softmax_regression.svg").read_bytes()
+
+
+def region(path, name: str) -> str:
+    return path.read_text().split(f"<!-- {name} -->")[1].split(f"<!-- /{name} -->")[0]
+
+
+def test_every_written_region_is_what_its_output_gives():
+    """The regions the commands write hold exactly what those commands make of the committed outputs."""
+    from benchmarks.report import quoted_regions
+
+    quotes = quoted_regions(json.loads((DOCS / "benchmarks.json").read_text()))
+    for name, path in (("readme", REPO / "README.md"), ("epoch", REPO / "README.md"), ("fast", DOCS / "fast.md"),
+                       ("torch", DOCS / "torch.md")):  # fmt: skip
+        assert region(path, f"benchmarks:{name}") == quotes[name], f"{path.name}: run python -m benchmarks.report"
+    patience = _script("patience")
+    table = patience.table(json.loads((DOCS / "figures" / "training" / "patience.json").read_text()))
+    assert region(DOCS / "training.md", "patience") == table
+    outputs = _script("quote_outputs")
+    lines = outputs.OUTPUT.read_text().splitlines()
+    assert region(REPO / "README.md", "output:train") == f"\n```text\n{outputs.excerpt(lines)}\n```\n"
+    assert json.loads((DOCS / "figures" / "training" / "metrics.json").read_text())["test_accuracy"] >= 0.92

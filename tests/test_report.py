@@ -71,18 +71,25 @@ def test_quoted_figures_are_rewritten_between_their_markers(tmp_path):
             k: {"seconds": v} for k, v in (("numba", 0.2), ("numpy", 0.5), ("torch-cpu", 1.0), ("scikit-learn", 3.0))
         },
     }
-    readme, fast = tmp_path / "README.md", tmp_path / "fast.md"
-    readme.write_text("intro\n<!-- benchmarks:readme -->\nold\n<!-- /benchmarks:readme -->\noutro\n")
+    readme, fast, torch = tmp_path / "README.md", tmp_path / "fast.md", tmp_path / "torch.md"
+    readme.write_text(
+        "in <!-- benchmarks:epoch -->old<!-- /benchmarks:epoch --> on\n"
+        "intro\n<!-- benchmarks:readme -->\nold\n<!-- /benchmarks:readme -->\noutro\n"
+    )
     fast.write_text("a\n<!-- benchmarks:fast -->\nold\n<!-- /benchmarks:fast -->\nb\n")
-    update_quotes(result, {"readme": readme, "fast": fast})
+    torch.write_text("<!-- benchmarks:torch -->\n<!-- /benchmarks:torch -->\n")
+    files = {"readme": readme, "epoch": readme, "fast": fast, "torch": torch}
+    update_quotes(result, files)
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert text.startswith("in <!-- benchmarks:epoch -->about 31 ms<!-- /benchmarks:epoch --> on\nintro\n")
+    assert text.endswith("outro\n") and "old" not in text  # 60,000 / 1,920,000 samples/s = 31.25 ms
     assert "| lr_from_scratch, Numba | 1,920,000 | 30,720,000 |" in text and "0.20 s of training (Numba)" in text
     assert "| 64 | 1,920,000 | 3.0x | 6.0x | 30% | 1.50x |" in fast.read_text()
     assert "measured, 200 GFLOP/s." in fast.read_text() and "vs one thread |" in fast.read_text()
+    assert "| `python -m torch_ref.train` | 320,000 |" in torch.read_text()
     fast.write_text("no markers here\n")
     with pytest.raises(UserError, match="markers <!-- benchmarks:fast --> ... <!-- /benchmarks:fast --> not found"):
-        update_quotes(result, {"readme": readme, "fast": fast})
+        update_quotes(result, files)
 
 
 def test_numba_1_thread_trains_on_one_thread_and_gives_the_threads_back():
