@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 VISION_VENV ?= .venv-vision
 SITE_ASSETS := docs/javascripts/vendor/VERSION
 
-.PHONY: train test test-vision bench report figures docs browser lint format clean
+.PHONY: train test test-vision bench report figures docs browser gpu lint format clean
 
 train: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.train $(ARGS)
@@ -17,8 +17,10 @@ test: $(VENV)/.installed $(SITE_ASSETS) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
-	@echo "The kernels as plain Python first (NUMBA_DISABLE_JIT=1), so every line of them runs; then everything:"
+	@echo "The kernels as plain Python first (NUMBA_DISABLE_JIT=1), so every line of them runs; the CUDA kernels"
+	@echo "in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1; on a GPU machine the main run tests them there); then all:"
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_cuda.py
 	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
 
 # torchvision's own MNIST pipeline, in a second environment: PyPI's torchvision does not import beside the CPU
@@ -46,6 +48,10 @@ figures: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training
 	$(BIN)/python -m lr_from_scratch.sweep --out docs/figures/training
 	$(BIN)/python -m benchmarks.report --no-progress
+
+# On a GPU machine (no network, no pip: it runs from the checkout): the CUDA tests and docs/benchmarks-gpu.md.
+gpu:
+	scripts/gpu.sh $(ARGS)
 
 # The benchmarks page alone, docs/benchmarks.md (about two minutes).
 report: $(VENV)/.installed
@@ -84,7 +90,7 @@ format: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev,docs]'
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev,docs,peers]'
 	touch $@
 
 clean:

@@ -8,8 +8,14 @@ synchronised: the backends return Python floats, which waits for the GPU.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -19,28 +25,52 @@ from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, epoch_order, prepare
 from lr_from_scratch.trainer import TrainState, fit, train_epoch
 
-#: name -> (backend, torch device, torch loader)
+#: name -> (backend, device, torch loader or "compile")
 IMPLEMENTATIONS = {
     "numpy": ("numpy", None, None),
     "numba-naive": ("numba-naive", None, None),
     "numba": ("numba", None, None),
     "numba-1-thread": ("numba", None, None),
+    "cuda": ("cuda", "cuda", None),
     "torch-cpu": ("torch", "cpu", "tensor"),
     "torch-cpu-dataloader": ("torch", "cpu", "dataloader"),
+    "torch-cpu-compile": ("torch", "cpu", "compile"),
     "torch-cuda": ("torch", "cuda", "tensor"),
+    "torch-cuda-compile": ("torch", "cuda", "compile"),
+    "jax-cpu": ("jax", "cpu", None),
+    "jax-cuda": ("jax", "cuda", None),
 }
 #: Implementations held to a number of Numba threads (the others use them all): what threads bring.
 NUMBA_THREADS = {"numba-1-thread": 1}
 #: Implementations timed for speed only: each takes the same steps as another one (numba-naive as numpy, the
-#: DataLoader as the tensors), so its time to 92% would say nothing new.
-SPEED_ONLY = {"numba-naive", "torch-cpu-dataloader", *NUMBA_THREADS}
+#: DataLoader and the compiled step as the tensors), so its time to 92% would say nothing new (or, compiled, would
+#: count the compilation).
+SPEED_ONLY = {"numba-naive", "torch-cpu-dataloader", "torch-cpu-compile", "torch-cuda-compile", *NUMBA_THREADS}
 #: Dense floating-point work per training sample: forward X W^T and backward G^T X, 2 flops per multiply-add.
 DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
+#: Bytes a training sample costs from memory: its uint8 pixels, read once an epoch (the weights stay in cache).
+BYTES_PER_SAMPLE = 784
+#: Variables some machines set to hold OpenBLAS to an older kernel (AVX2 on an AVX-512 CPU, about half the
+#: float32 peak). The roofline's peak is measured without them, in a process of its own; tests keep them.
+BLAS_LIMITS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def unavailable(name: str) -> str | None:
     """Why ``name`` cannot run here, or None."""
-    if IMPLEMENTATIONS[name][1] == "cuda":
+    backend, device, _ = IMPLEMENTATIONS[name]
+    if backend == "jax":
+        if importlib.util.find_spec("jax") is None:
+            return "no JAX: pip install 'lr-from-scratch[peers]'"
+        import jax
+
+        if device == "cuda" and not any(d.platform == "gpu" for d in jax.devices()):
+            return "no CUDA device"
+    elif backend == "cuda":
+        from numba import config, cuda
+
+        if config.ENABLE_CUDASIM or not cuda.is_available():  # the simulator is no GPU to time
+            return "no CUDA device"
+    elif device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
@@ -97,13 +127,20 @@ class Bench:
 def _backend(name: str, config: TrainConfig, splits):
     """The backend of implementation ``name``, kernels compiled (outside any timing); TF32 off on CUDA."""
     backend_name, device, loader = IMPLEMENTATIONS[name]
+    if backend_name == "jax":
+        import jax
+
+        from .jax_peer import JaxBackend
+
+        return JaxBackend(config, splits, jax.devices("gpu" if device == "cuda" else "cpu")[0])
     if backend_name == "torch":
         import torch
 
         from torch_ref.backend import TorchBackend
 
         torch.backends.cuda.matmul.allow_tf32 = False
-        return TorchBackend(config, splits, torch.device(device), loader)
+        compiled = loader == "compile"  # torch.compile of the step, on tensors in memory
+        return TorchBackend(config, splits, torch.device(device), "tensor" if compiled else loader, compile=compiled)
     return make_backend(config, splits)
 
 
@@ -123,6 +160,59 @@ def peak_matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
     a @ a
     best = min(_seconds(lambda: a @ a) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
+
+
+def blas_kernel() -> str:
+    """The BLAS NumPy calls, and the kernel it chose for this CPU (``openblas SkylakeX 0.3.31``, say)."""
+    from threadpoolctl import threadpool_info
+
+    found = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    return ", ".join(f"{i['internal_api']} {i.get('architecture')} {i['version']}" for i in found) or "unknown"
+
+
+def machine_peak(n: int = 4096) -> dict:
+    """This machine's real float32 matrix-product peak: :func:`peak_matmul_gflops` in a fresh process without
+    :data:`BLAS_LIMITS`. Returns ``{"gflops", "blas"}``, the kernel that process used."""
+    code = (
+        "import json; from benchmarks.impls import peak_matmul_gflops, blas_kernel; "
+        f"print(json.dumps({{'gflops': peak_matmul_gflops({n}), 'blas': blas_kernel()}}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_LIMITS}
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=repo, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def gpu_limits(n: int = 8192, megabytes: int = 1024, repeats: int = 5) -> dict | None:
+    """The GPU's own limits, through torch: its float32 matrix-product rate (TF32 off: exact float32, as the
+    implementations run) and its memory bandwidth (a large device-to-device copy, read + write), best of
+    ``repeats``, each timed with CUDA events. None without a CUDA device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.randn(n, n, device="cuda")
+    src = torch.empty(megabytes * 2**20 // 4, device="cuda")
+    dst = torch.empty_like(src)
+
+    def best_seconds(fn) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        return min(times)
+
+    return {
+        "name": torch.cuda.get_device_name(0),
+        "peak_gflops": 2 * n**3 / best_seconds(lambda: a @ a) / 1e9,
+        "memory_gbs": 2 * src.nbytes / best_seconds(lambda: dst.copy_(src)) / 1e9,
+    }
 
 
 def memory_bandwidth_gbs(megabytes: int = 512, repeats: int = 3) -> float:

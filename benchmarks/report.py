@@ -21,15 +21,20 @@ from tqdm.auto import tqdm
 from lr_from_scratch.cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import load_mnist
-from lr_from_scratch.errors import ConfigError, UserError
+from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.files import replace_region, write_bytes, write_json, write_text
 from lr_from_scratch.plots import DPI
 
 from .impls import (
+    BLAS_LIMITS,
+    BYTES_PER_SAMPLE,
     DENSE_FLOP_PER_SAMPLE,
     IMPLEMENTATIONS,
     SPEED_ONLY,
+    blas_kernel,
     build,
+    gpu_limits,
+    machine_peak,
     memory_bandwidth_gbs,
     peak_matmul_gflops,
     sklearn_time_to_accuracy,
@@ -117,8 +122,14 @@ def run(opts: dict) -> dict:
     mnist = load_mnist(progress=progress)
     result = {"machine": machine(), "skipped": skipped, "rounds": opts["rounds"], "batch_sizes": opts["sizes"]}
     n = 2048 if args.quick else 4096
-    result["peak_gflops"] = peak_matmul_gflops(n)
+    peak = machine_peak(n)
+    result["peak_gflops"], result["blas"] = peak["gflops"], peak["blas"]
+    held = {k: os.environ[k] for k in BLAS_LIMITS if k in os.environ}
+    if held:  # what NumPy gets in this process, held to another kernel
+        result["blas_held"] = {"by": held, "gflops": peak_matmul_gflops(n), "blas": blas_kernel()}
     result["memory_gbs"] = memory_bandwidth_gbs(128 if args.quick else 512)
+    if any(IMPLEMENTATIONS[i][1] == "cuda" for i in impls):  # the GPU's own limits, in the same run
+        result["gpu_limits"] = gpu_limits()
 
     cells = [(impl, size) for size in opts["sizes"] for impl in impls]
     benches = {}
@@ -174,9 +185,22 @@ def markdown(result: dict, name: str, command: str) -> str:
         "| what | this run |",
         "| --- | --- |",
         *[f"| {k} | {v} |" for k, v in m.items() if v is not None],
-        f"| peak float32 matrix product (NumPy BLAS) | {peak:,.0f} GFLOP/s |",
+        f"| peak float32 matrix product (NumPy's BLAS: {result['blas']}, in a process of its own) | "
+        f"{peak:,.0f} GFLOP/s |",
+        *(
+            [
+                f"| the same, held by {', '.join(f'{k}={v}' for k, v in result['blas_held']['by'].items())} "
+                f"({result['blas_held']['blas']}) | {result['blas_held']['gflops']:,.0f} GFLOP/s |"
+            ]
+            if "blas_held" in result
+            else []
+        ),
         f"| memory bandwidth (large copy, read + write) | {result['memory_gbs']:,.1f} GB/s |",
-        f"| dense roofline: peak / {DENSE_FLOP_PER_SAMPLE:,} FLOP per training sample | {roof:,.0f} samples/s |",
+        f"| compute roofline: peak / {DENSE_FLOP_PER_SAMPLE:,} FLOP per training sample (dense) | "
+        f"{roof:,.0f} samples/s |",
+        f"| memory roofline: bandwidth / {BYTES_PER_SAMPLE} bytes per training sample (its uint8 pixels) | "
+        f"{result['memory_gbs'] * 1e9 / BYTES_PER_SAMPLE:,.0f} samples/s |",
+        *_gpu_rows(result.get("gpu_limits")),
         "",
         "## Training throughput (samples/s)",
         "",
@@ -198,7 +222,9 @@ def markdown(result: dict, name: str, command: str) -> str:
     ]
     base = rates.get(BASELINE)
     for impl, row in rates.items():
-        cells = [f"{row[s] / roof:.0%}" + (f", {row[s] / base[s]:.1f}x" if base else "") for s in sizes]
+        cells = [
+            f"{row[s] / roofline(result, impl):.0%}" + (f", {row[s] / base[s]:.1f}x" if base else "") for s in sizes
+        ]
         lines.append(f"| {impl} | " + " | ".join(cells) + " |")
     lines += ["", "## Inference over the 10,000 test images", "", "| implementation | samples/s |", "| --- | ---: |"]
     lines += [f"| {impl} | {v:,.0f} |" for impl, v in result["inference_samples_per_second"].items()]
@@ -239,6 +265,26 @@ def markdown(result: dict, name: str, command: str) -> str:
     return "\n".join(lines)
 
 
+def _gpu_rows(limits: dict | None) -> list[str]:
+    """The machine table's rows for the GPU's own limits, when the run measured them."""
+    if not limits:
+        return []
+    return [
+        f"| GPU peak float32 matrix product ({limits['name']}, torch, TF32 off) | "
+        f"{limits['peak_gflops']:,.0f} GFLOP/s |",
+        f"| GPU memory bandwidth (device copy, read + write) | {limits['memory_gbs']:,.1f} GB/s |",
+        f"| GPU compute roofline | {limits['peak_gflops'] * 1e9 / DENSE_FLOP_PER_SAMPLE:,.0f} samples/s |",
+        f"| GPU memory roofline | {limits['memory_gbs'] * 1e9 / BYTES_PER_SAMPLE:,.0f} samples/s |",
+    ]
+
+
+def roofline(result: dict, impl: str) -> float:
+    """The compute roofline, in samples/s, of the machine ``impl`` runs on: the GPU's for a CUDA implementation."""
+    on_gpu = IMPLEMENTATIONS[impl][1] == "cuda" and result.get("gpu_limits")
+    peak = result["gpu_limits"]["peak_gflops"] if on_gpu else result["peak_gflops"]
+    return peak * 1e9 / DENSE_FLOP_PER_SAMPLE
+
+
 def figure(result: dict) -> bytes:
     from matplotlib.figure import Figure
 
@@ -248,7 +294,10 @@ def figure(result: dict) -> bytes:
     for impl, row in result["epoch_samples_per_second"].items():
         ax.plot(sizes, [row[str(s)] for s in sizes], "o-", label=impl)
     roof = result["peak_gflops"] * 1e9 / DENSE_FLOP_PER_SAMPLE
-    ax.axhline(roof, color="grey", linestyle="--", label="dense roofline")
+    ax.axhline(roof, color="grey", linestyle="--", label="dense roofline (CPU)")
+    if result.get("gpu_limits"):
+        ax.axhline(roof * result["gpu_limits"]["peak_gflops"] / result["peak_gflops"], color="black", linestyle=":",
+                   label="dense roofline (GPU)")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])  # the batch sizes measured, not powers of 2
     ax.set_yscale("log")

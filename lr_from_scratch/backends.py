@@ -119,34 +119,21 @@ class NaiveNumbaBackend(NumpyBackend):
         return float(loss), int(correct)
 
 
-class NumbaBackend:
-    """The fast path: :mod:`.kernels.fused` on the images' non-zero pixels, normalisation folded in.
-
-    ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.data.SparseRows` of
-    raw values; the model sees ``x = a * value + c``. The kernels are compiled (or loaded from Numba's cache)
-    here, so no epoch's timing includes it: ``info`` says how long that took, ``compiled`` whether it compiled.
-    """
-
-    steps_per_call = 64
-
-    def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
-        from .kernels.fused import FoldedLinear, warm_up
-
-        seconds, self.compiled = warm_up(config.dtype, train[0].values.dtype)
-        self.info = {"compile_seconds": seconds}
-        self.layer = FoldedLinear(
-            weight, bias, a, c, config.momentum, config.dampening, config.weight_decay, config.nesterov
-        )
-        self.data = {"train": train, "val": val, "test": test}
-        self.n_train, self.has_val = len(train[1]), val is not None
+class LayerBackend:
+    """What the compiled backends share: a layer that keeps its own weights and SGD state (the kernels' wrapper),
+    the data in the form its kernels read, and the state in the shared format."""
 
     def run_steps(self, order, batches, lr):
-        rows, labels = self.data["train"]
-        return self.layer.train_steps(rows, labels, order, batches, lr)
+        images, labels = self.data["train"]
+        return self.layer.train_steps(images, labels, self._order(order), batches, lr)
+
+    def _order(self, order):
+        """The epoch's order as the kernels read it."""
+        return order
 
     def evaluate(self, split):
-        rows, labels = self.data[split]
-        loss, accuracy, _ = self.layer.evaluate(rows, labels)
+        images, labels = self.data[split]
+        loss, accuracy, _ = self.layer.evaluate(images, labels)
         return loss, accuracy
 
     def params(self):
@@ -166,9 +153,73 @@ class NumbaBackend:
         self.layer.set_buffers(tuple(state[k] for k in keys) if keys[0] in state else None)
 
 
+class NumbaBackend(LayerBackend):
+    """The fast path: :mod:`.kernels.fused` on the images' non-zero pixels, normalisation folded in.
+
+    ``train`` and friends are ``(rows, labels)`` with ``rows`` a :class:`~lr_from_scratch.data.SparseRows` of
+    raw values; the model sees ``x = a * value + c``. The kernels are compiled (or loaded from Numba's cache)
+    here, so no epoch's timing includes it: ``info`` says how long that took, ``compiled`` whether it compiled.
+    """
+
+    steps_per_call = 64
+
+    def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
+        from .kernels.fused import FoldedLinear, warm_up
+
+        seconds, self.compiled = warm_up(config.dtype, train[0].values.dtype)
+        self.info = {"compile_seconds": seconds}
+        self.layer = FoldedLinear(weight, bias, a, c, *_sgd_options(config))
+        self.data = {"train": train, "val": val, "test": test}
+        self.n_train, self.has_val = len(train[1]), val is not None
+
+
+class CudaBackend(LayerBackend):
+    """The from-scratch GPU path: :mod:`.kernels.cuda`, the images on the device as they are (uint8 pixels, or
+    the estimator's floats), the normalisation folded in, every step of an epoch in one launch.
+
+    ``train`` and friends are ``(images (n, D), labels (n,))`` NumPy arrays, copied to the device once.
+    """
+
+    steps_per_call = 1 << 30  # an epoch a launch
+
+    def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
+        from .kernels import cuda as kernels
+
+        if not kernels.available():
+            raise ConfigError(
+                "--backend cuda: Numba sees no CUDA GPU here (numba.cuda.is_available() is False); use --backend "
+                "numba, or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's simulator (slowly)"
+            )
+        seconds, self.compiled = kernels.warm_up(config.dtype, train[0].dtype)
+        self.info = {"compile_seconds": seconds}
+        from numba import cuda
+
+        self.layer = kernels.CudaLinear(weight, bias, a, c, *_sgd_options(config))
+        self.data = {
+            name: None if part is None else tuple(cuda.to_device(np.ascontiguousarray(array)) for array in part)
+            for name, part in (("train", train), ("val", val), ("test", test))
+        }
+        self.n_train, self.has_val = len(train[1]), val is not None
+        self._on_device = (None, None)  # (the epoch's order, its copy on the device)
+
+    def _order(self, order):
+        if self._on_device[0] is not order:  # a new epoch: one copy of its order
+            from numba import cuda
+
+            self._on_device = (order, cuda.to_device(np.ascontiguousarray(order)))
+        return self._on_device[1]
+
+
+def _sgd_options(config: TrainConfig) -> tuple:
+    """``(momentum, dampening, weight_decay, nesterov)``: what a layer's SGD takes, as :class:`SGD` does."""
+    return config.momentum, config.dampening, config.weight_decay, config.nesterov
+
+
 def array_backend(config: TrainConfig, weight, bias, train, val=None, test=None):
     """A backend of kind ``config.backend`` over features ``(x (n, D) float, y (n,) int)``, taken as they are (no
     scaling): what the scikit-learn estimator trains. The Numba backend also takes ``x`` as ``scipy.sparse``."""
+    if config.backend == "cuda":
+        return CudaBackend(weight, bias, config, 1.0, 0.0, train, val, test)
     if config.backend == "numba":
 
         def rows(part):
@@ -184,6 +235,10 @@ def make_backend(config: TrainConfig, splits: Splits):
     compiled); every kind starts from the same initial weights (:func:`~lr_from_scratch.model.initial_params`)."""
     weight, bias = initial_params(config, splits.n_features, splits.n_classes)
     parts = (splits.train, splits.val, splits.test)
+    if config.backend == "cuda":
+        a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
+        images = [None if p is None else (p.images, p.labels) for p in parts]
+        return CudaBackend(weight, bias, config, a, c, *images)
     if config.backend == "numba":
         from .kernels.llvm import LANES
 

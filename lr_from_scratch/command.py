@@ -41,7 +41,8 @@ CONFIG_HELP = {
     "init": "weight initialisation",
     "seed": "seed of the split, the initial weights and the batch order",
     "dtype": "floating-point precision",
-    "backend": "numba: the fused sparse kernels; numpy: the readable reference; numba-naive: the first, naive port",
+    "backend": "numba: the fused sparse kernels; numpy: the readable reference; numba-naive: the first, naive port; "
+    "cuda: the CUDA kernels on a GPU",
     "dataset": "mnist, fashion-mnist, kmnist (each checked against its published checksums), or idx: any four IDX "
     "files with MNIST's names in --data-dir",
     "limit": "train on the first N samples of the training set only (quick runs)",

@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .model import INITS
 
 DTYPES = ("float32", "float64")
-SCRATCH_BACKENDS = ("numba", "numpy", "numba-naive")  #: the backends of lr_from_scratch itself
+SCRATCH_BACKENDS = ("numba", "numpy", "numba-naive", "cuda")  #: the backends of lr_from_scratch itself
 BACKENDS = (*SCRATCH_BACKENDS, "torch")  #: torch: a run of torch_ref
 
 

@@ -66,6 +66,7 @@ DEFINITIONS = {
     "130": "the exit status after Ctrl-C (128 + SIGINT)",
     "143": "the exit status after SIGTERM (128 + SIGTERM)",
     "2023": "a year",
+    "132": "the streaming multiprocessors of an H100",
 }
 #: Each page's sources: the outputs and records whose values it may quote.
 SOURCES = {
@@ -83,6 +84,7 @@ SOURCES = {
     "fast.md": ["benchmarks.json", "figures/fast/measured.json", "figures/explore/summary.json"],
     "evaluation.md": ["figures/evaluation/evaluation.json"],
     "index.md": [],
+    "gpu.md": [],
 }
 FIGURE = re.compile(
     r"(?<![\w.,/$#-])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+)"  # the number (not an issue's #number)

@@ -119,3 +119,20 @@ def test_numba_1_thread_trains_on_one_thread_and_gives_the_threads_back():
         bench.epoch(), bench.step(), bench.infer()
         assert backend.threads == [expected] * 4  # 2 calls for the epoch's 8 batches, a step, inference
         assert numba.get_num_threads() == before
+
+
+def test_the_peak_is_measured_without_the_variables_that_hold_blas_back(monkeypatch):
+    """With OPENBLAS_CORETYPE set, NumPy's BLAS takes that kernel; machine_peak measures in a process without it."""
+    import os
+
+    from benchmarks.impls import machine_peak
+
+    from .conftest import run_python
+
+    kernel = "import sys; sys.path.insert(0, '.'); from benchmarks.impls import blas_kernel; print(blas_kernel())"
+    free = run_python(kernel, {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}).stdout.strip()
+    held = run_python(kernel, {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}).stdout.strip()
+    assert "Haswell" in held  # the variable holds NumPy in its process to that kernel ...
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    peak = machine_peak(256)
+    assert peak["blas"] == free and peak["gflops"] > 0

@@ -158,3 +158,14 @@ def test_the_textbook_script_reports_bad_input_in_one_line(args, code, expected)
     result = run_module("torch_ref.textbook", "--device", "cpu", *args)
     assert result.returncode == code and result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and expected in result.stderr
+
+
+def test_the_compiled_step_takes_the_steps_of_the_eager_one(mnist):
+    """``--compile`` runs each step through torch.compile: the same arithmetic, fused (float64, to rounding)."""
+    config = TrainConfig(limit=700, epochs=2, dtype="float64", lr_step=1)
+    splits = prepare(mnist, config)
+    eager, compiled = (TorchBackend(config, splits, torch.device("cpu"), compile=c) for c in (False, True))
+    for backend in (eager, compiled):
+        fit(backend, config, progress=False, log=None)
+    np.testing.assert_allclose(compiled.params()[0], eager.params()[0], rtol=0, atol=1e-12)
+    assert compiled.info["compiled"] and not eager.info["compiled"]

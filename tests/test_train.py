@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from numba import cuda
 
 from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
@@ -265,3 +266,10 @@ def test_the_curves_are_drawn_at_150_dpi(default_run):
     """10 x 4 inches at 150 dots per inch: 1500 x 600 pixels (the PNG header's width and height)."""
     header = (default_run[0] / "curves.png").read_bytes()[16:24]
     assert (int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")) == (1500, 600)
+
+
+@pytest.mark.skipif(cuda.is_available(), reason="this machine has a GPU: the refusal cannot happen")
+def test_the_cuda_backend_without_a_gpu_is_one_line_exit_2(tmp_path, capsys):
+    code = main([*QUICK, "--backend", "cuda", "--out", str(tmp_path / "r")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, "--backend cuda: Numba sees no CUDA GPU here")
+    assert not (tmp_path / "r").exists()

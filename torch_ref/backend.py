@@ -25,14 +25,14 @@ class TorchBackend:
     ``loader="dataloader"`` is the textbook ``Dataset``/``DataLoader`` pipeline with per-sample transforms;
     ``loader="torchvision"`` is ``torchvision.datasets.MNIST`` with ``ToTensor`` and ``Normalize`` over the files
     in ``data_dir``. All visit the samples in the order the shared loop gives, so trajectories compare with
-    lr_from_scratch.
+    lr_from_scratch. ``compile`` runs each step through ``torch.compile``.
     The shared loop's schedule sets the learning rate (``StepLR``'s, as ``tests/test_torch_ref.py`` checks).
     """
 
     steps_per_call = 16
 
     def __init__(self, config: TrainConfig, splits: Splits, device: torch.device, loader: str = "tensor",
-                 data_dir=None):  # fmt: skip
+                 data_dir=None, compile: bool = False):  # fmt: skip
         weight, bias = initial_params(config, splits.n_features, splits.n_classes)
         self.device, self.loader, self.config = device, loader, config
         self.dtype = DTYPES[config.dtype]
@@ -56,6 +56,10 @@ class TorchBackend:
         self.n_train, self.has_val, self.info = len(splits.train), splits.val is not None, {}
         self._epoch = (None, None)  # (order, order on the device or DataLoader iterator)
         self._next = 0
+        # torch.compile of the whole step (forward, backward and the optimizer's update) into fused kernels;
+        # it compiles on the first step of each batch shape, and again when the learning rate changes.
+        self._step = torch.compile(self._eager_step) if compile else self._eager_step
+        self.info["compiled"] = compile
 
     # -- training -------------------------------------------------------------------------------------
 
@@ -66,14 +70,20 @@ class TorchBackend:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for x, y in self._batches(order, batches):
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(dim=1) == y).sum()
+            loss, n_correct = self._step(x, y)
+            loss_sum += loss * len(y)
+            correct += n_correct
         return float(loss_sum), int(correct)  # one synchronisation per call, not per step
+
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step, the textbook way: forward, loss, ``zero_grad``, ``backward``, ``step``; returns the
+        batch's mean loss and its number of correct predictions, as tensors (no synchronisation)."""
+        logits = self.model(x)
+        loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), (logits.argmax(dim=1) == y).sum()
 
     def _batches(self, order, batches):
         if self.loader == "tensor":

@@ -28,6 +28,10 @@ def add_arguments(parser) -> None:
         "torchvision: torchvision.datasets.MNIST with ToTensor and Normalize",
     )  # fmt: skip
     parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA (off: exact float32)")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the training step (compiles for a while first; on the CPU it measured slower)",
+    )  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,7 +85,7 @@ RECIPE = Recipe(
     add_arguments=add_arguments,
     set_up=set_up,
     make_backend=lambda config, splits, args: TorchBackend(
-        config, splits, resolve_device(args.device), args.loader, args.data_dir
+        config, splits, resolve_device(args.device), args.loader, args.data_dir, args.compile
     ),
     describe=lambda config, args: f"torch on {resolve_device(args.device)}, {args.loader} loader",
     save_extra=save_state_dict,

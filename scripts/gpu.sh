@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command for a GPU machine: the CUDA tests, then the GPU benchmark page (docs/benchmarks-gpu.md, .png and
+# .json, in the schema of docs/benchmarks.json), from the checkout, in well under ten minutes.
+#
+# The machines this project can use (an H100 or H200) have no network and no pip, but torch (CUDA), numba,
+# numba-cuda, JAX, pytest and pytest-benchmark are installed there, so the project runs from the checkout
+# (PYTHONPATH=.) on MNIST's four files carried along: scripts/gpu.sh DATA_DIR (default .data, a git-excluded
+# folder holding the .gz files of ~/.cache/lr-from-scratch/mnist). When $OUT is set (the device tool's folder
+# of files to bring back), the page is copied there too. `make gpu` runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=. LR_FROM_SCRATCH_DATA="${1:-.data}" LR_FROM_SCRATCH_MNIST_MIRRORS=""
+python3 -c "from numba import cuda; assert cuda.is_available(), 'no CUDA GPU here'"
+echo "== the CUDA kernels, PyTorch on CUDA and the peers, tested on this GPU"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_equivalence.py tests/test_peers.py \
+    tests/test_torch_ref.py -k "not textbook_script_runs_by_itself"
+echo "== the benchmark page of this GPU"
+python3 -m benchmarks.report --out docs --name benchmarks-gpu --no-progress \
+    --impls cuda,torch-cuda,torch-cuda-compile,jax-cuda,numba,torch-cpu,jax-cpu
+if [ -n "${OUT:-}" ]; then cp docs/benchmarks-gpu.md docs/benchmarks-gpu.png docs/benchmarks-gpu.json "$OUT"/; fi

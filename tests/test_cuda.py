@@ -1,0 +1,135 @@
+"""The CUDA kernels against the NumPy reference. On a machine without a GPU they run in Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, which ``make test`` sets for this file alone): every CUDA thread a Python thread,
+so the problems here are small. On a GPU the same tests run on it.
+
+Tolerances as for the CPU kernels (``tests/test_kernels.py``): float64 to 1e-10, float32 to 1e-5 (a few units in
+the last place of the momentum buffers, which reach a few units).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from lr_from_scratch.backends import NumpyBackend, make_backend
+from lr_from_scratch.config import TrainConfig
+from lr_from_scratch.data import batch_slices, prepare, scale_images
+from lr_from_scratch.metrics import evaluate
+from lr_from_scratch.model import SoftmaxRegression
+from lr_from_scratch.optim import SGD, momentum_buffer_key
+from lr_from_scratch.trainer import fit
+
+pytestmark = pytest.mark.skipif(
+    not cuda.is_available(), reason="no GPU and no simulator: make test runs this file with NUMBA_ENABLE_CUDASIM=1"
+)
+ATOL = {"float64": 1e-10, "float32": 1e-5}
+OPTIONS = {
+    "plain": dict(),
+    "momentum": dict(momentum=0.9),
+    "nesterov": dict(momentum=0.9, nesterov=True),
+    "dampening+decay": dict(momentum=0.5, dampening=0.5, weight_decay=1e-3),
+}
+A, C = 1 / (255 * 0.3), -0.1 / 0.3  # inputs a p + c, as the normalisation folds in
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """23 sparse uint8 "images" of 30 pixels, 4 classes: small enough for the simulator."""
+    rng = np.random.default_rng(0)
+    images = ((rng.random((23, 30)) < 0.3) * rng.integers(1, 256, (23, 30))).astype(np.uint8)
+    return (
+        images,
+        rng.integers(0, 4, 23),
+        rng.permutation(23),
+        rng.uniform(-0.1, 0.1, (4, 30)),
+        rng.uniform(-0.1, 0.1, 4),
+    )
+
+
+def layer_and_reference(problem, dtype, batch_size, lr=0.05, scale=1.0, **options):
+    from lr_from_scratch.kernels.cuda import CudaLinear
+
+    images, labels, order, weight, bias = problem
+    weight, bias = (weight * scale).astype(dtype), bias.astype(dtype)
+    layer = CudaLinear(weight.copy(), bias.copy(), A, C, **options)
+    batches = batch_slices(len(labels), batch_size)
+    on_device = [cuda.to_device(array) for array in (images, labels, order)]
+    loss, correct = layer.train_steps(*on_device, batches, lr)
+    model = SoftmaxRegression(weight.copy(), bias.copy())
+    sgd = SGD([model.weight, model.bias], lr=lr, **options)
+    x = (images * A + C).astype(dtype)
+    ref_loss, ref_correct = 0.0, 0
+    for batch in batches:
+        batch_loss, n_correct, dw, db = model.forward_backward(x[order[batch]], labels[order[batch]])
+        sgd.step([dw, db])
+        ref_loss, ref_correct = ref_loss + batch_loss * (batch.stop - batch.start), ref_correct + n_correct
+    return layer, (loss, correct), model, sgd, (ref_loss, ref_correct)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 5])  # 23 = 4 x 5 + 3: the last batch is short
+@pytest.mark.parametrize("option", OPTIONS)
+def test_train_steps_match_numpy(problem, option, batch_size, dtype):
+    layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = layer_and_reference(
+        problem, dtype, batch_size, **OPTIONS[option]
+    )
+    weight, bias = layer.params()
+    assert weight.dtype == dtype
+    np.testing.assert_allclose(weight, model.weight, rtol=0, atol=ATOL[dtype])
+    np.testing.assert_allclose(bias, model.bias, rtol=0, atol=ATOL[dtype])
+    if sgd.buffers[0] is not None:
+        np.testing.assert_allclose(layer.buffers()[0], sgd.buffers[0], rtol=0, atol=ATOL[dtype])
+    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5)
+    assert correct == ref_correct
+
+
+def test_extreme_logits_stay_finite_and_exact(problem):
+    """Weights 2,000 times the usual: logits of order 1e4, through the max shift as on the CPU."""
+    images, labels, *_ = problem
+    layer, (loss, _), model, _, (ref_loss, _) = layer_and_reference(problem, "float64", 23, scale=2000)
+    x = images * A + C
+    assert np.abs(x @ (problem[3] * 2000).T).max() > 1e3
+    assert np.isfinite(loss) and loss == pytest.approx(ref_loss, rel=1e-10)
+    assert np.isfinite(layer.params()[0]).all()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_evaluate_matches_numpy(problem, dtype):
+    from lr_from_scratch.kernels.cuda import CudaLinear
+
+    images, labels, _, weight, bias = problem
+    layer = CudaLinear(weight.astype(dtype), bias.astype(dtype), A, C)
+    loss, accuracy, predictions = layer.evaluate(cuda.to_device(images), cuda.to_device(labels))
+    x = (images * A + C).astype(dtype)
+    ref_loss, ref_accuracy = evaluate(weight.astype(dtype), bias.astype(dtype), x, labels)
+    assert loss == pytest.approx(ref_loss, rel=1e-12 if dtype == "float64" else 1e-5)
+    assert accuracy == ref_accuracy
+    np.testing.assert_array_equal(predictions, SoftmaxRegression(weight, bias).predict(x))
+
+
+def test_a_tiny_float64_run_ends_where_the_numpy_backend_ends(mnist):
+    """End to end on MNIST, through the shared loop: two steps of 64 real images, Nesterov momentum."""
+    config = TrainConfig(limit=128, epochs=1, val_split=0, dtype="float64", nesterov=True, backend="cuda")
+    splits = prepare(mnist, config)
+    splits.test = splits.train  # the simulator is slow: test on the 128 training images
+    gpu = make_backend(config, splits)
+    fit(gpu, config, progress=False, log=None)
+    numpy_config = TrainConfig(**{**config.to_dict(), "backend": "numpy"})
+    reference = make_backend(numpy_config, splits)
+    assert isinstance(reference, NumpyBackend)
+    fit(reference, numpy_config, progress=False, log=None)
+    for name in ("weight", "bias", momentum_buffer_key(0)):
+        np.testing.assert_allclose(gpu.state()[name], reference.state()[name], rtol=0, atol=1e-9)
+    x = scale_images(splits.test.images, splits.mean, splits.std, "float64")
+    assert gpu.evaluate("test") == pytest.approx(evaluate(*gpu.params(), x, splits.test.labels), rel=1e-12)
+
+
+def test_the_estimator_trains_on_the_gpu(problem):
+    from lr_from_scratch.estimator import SoftmaxRegressionClassifier
+
+    images, labels, *_ = problem
+    x = images / 255.0
+    gpu = SoftmaxRegressionClassifier(backend="cuda", epochs=2, val_split=0, dtype="float64").fit(x, labels)
+    cpu = SoftmaxRegressionClassifier(backend="numpy", epochs=2, val_split=0, dtype="float64").fit(x, labels)
+    np.testing.assert_allclose(gpu.weight_, cpu.weight_, rtol=0, atol=1e-10)
