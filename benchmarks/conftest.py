@@ -6,7 +6,7 @@ import pytest
 
 from lr_from_scratch.data import load_mnist
 
-from .impls import DENSE_FLOP_PER_SAMPLE, IMPLEMENTATIONS, peak_matmul_gflops
+from .impls import IMPLEMENTATIONS, compute_roofline, peak_matmul_gflops
 
 RESULTS: dict[tuple[str, int], float] = {}  # (implementation, batch size) -> epoch samples/s
 EXTRA: dict[str, float] = {}
@@ -38,7 +38,7 @@ def pytest_terminal_summary(terminalreporter):
         cells = " ".join(f"{RESULTS.get((i, b), float('nan')):>21,.0f}" for i in impls)
         numba, numpy_, torch_ = (RESULTS.get((k, b)) for k in ("numba", "numpy", "torch-cpu"))
         ratios = f"{numba / numpy_:>11.1f}x {numba / torch_:>14.1f}x" if numba and numpy_ and torch_ else ""
-        roof = f"{numba * DENSE_FLOP_PER_SAMPLE / 1e9 / peak:>9.0%}" if numba and peak else ""
+        roof = f"{numba / compute_roofline(peak):>9.0%}" if numba and peak else ""
         write(f"{b:>6} {cells}  {ratios}{roof}")
     for key, value in EXTRA.items():
         write(f"{key}: {value:,.2f}")

@@ -50,6 +50,18 @@ SPEED_ONLY = {"numba-naive", "torch-cpu-dataloader", "torch-cpu-compile", "torch
 DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
 #: Bytes a training sample costs from memory: its uint8 pixels, read once an epoch (the weights stay in cache).
 BYTES_PER_SAMPLE = 784
+
+
+def compute_roofline(gflops: float) -> float:
+    """Training samples/s a machine of ``gflops`` peak could reach on the dense epoch: peak / FLOP per sample."""
+    return gflops * 1e9 / DENSE_FLOP_PER_SAMPLE
+
+
+def memory_roofline(gbs: float) -> float:
+    """Training samples/s a machine of ``gbs`` GB/s could stream: bandwidth / bytes per sample."""
+    return gbs * 1e9 / BYTES_PER_SAMPLE
+
+
 #: Variables some machines set to hold OpenBLAS to an older kernel (AVX2 on an AVX-512 CPU, about half the
 #: float32 peak). The roofline's peak is measured without them, in a process of its own; tests keep them.
 BLAS_LIMITS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

@@ -17,7 +17,7 @@ from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, scale_images
 from lr_from_scratch.metrics import evaluate
 
 from .conftest import EXTRA, RESULTS
-from .impls import DENSE_FLOP_PER_SAMPLE, IMPLEMENTATIONS, build, unavailable
+from .impls import IMPLEMENTATIONS, build, compute_roofline, unavailable
 
 BATCH_SIZES = [64, 256, 1024, 8192]
 SLOW = {"torch-cpu-dataloader", "numba-naive"}  # about 1 s an epoch: fewer rounds
@@ -50,9 +50,7 @@ def test_epoch(benchmark, benches, peak_gflops, impl, batch_size):
         return
     rate = bench.n_train / benchmark.stats.stats.min
     RESULTS[impl, batch_size] = rate
-    benchmark.extra_info.update(
-        samples_per_second=rate, roofline_fraction=rate * DENSE_FLOP_PER_SAMPLE / 1e9 / peak_gflops
-    )
+    benchmark.extra_info.update(samples_per_second=rate, roofline_fraction=rate / compute_roofline(peak_gflops))
 
 
 @pytest.mark.parametrize(("impl", "batch_size"), CASES)

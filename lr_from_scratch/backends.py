@@ -121,7 +121,18 @@ class NaiveNumbaBackend(NumpyBackend):
 
 class LayerBackend:
     """What the compiled backends share: a layer that keeps its own weights and SGD state (the kernels' wrapper),
-    the data in the form its kernels read, and the state in the shared format."""
+    the data in the form its kernels read, and the state in the shared format.
+
+    ``warmed`` is what the kernels' ``warm_up`` returned: ``(seconds, compiled)``, kept as ``info`` and
+    ``compiled``, so that no epoch's timing includes the compilation.
+    """
+
+    def __init__(self, layer, warmed: tuple[float, bool], train, val=None, test=None):
+        self.layer = layer
+        seconds, self.compiled = warmed
+        self.info = {"compile_seconds": seconds}
+        self.data = {"train": train, "val": val, "test": test}
+        self.n_train, self.has_val = train[1].shape[0], val is not None
 
     def run_steps(self, order, batches, lr):
         images, labels = self.data["train"]
@@ -166,11 +177,8 @@ class NumbaBackend(LayerBackend):
     def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
         from .kernels.fused import FoldedLinear, warm_up
 
-        seconds, self.compiled = warm_up(config.dtype, train[0].values.dtype)
-        self.info = {"compile_seconds": seconds}
-        self.layer = FoldedLinear(weight, bias, a, c, *_sgd_options(config))
-        self.data = {"train": train, "val": val, "test": test}
-        self.n_train, self.has_val = len(train[1]), val is not None
+        warmed = warm_up(config.dtype, train[0].values.dtype)
+        super().__init__(FoldedLinear(weight, bias, a, c, *_sgd_options(config)), warmed, train, val, test)
 
 
 class CudaBackend(LayerBackend):
@@ -190,16 +198,14 @@ class CudaBackend(LayerBackend):
                 "--backend cuda: Numba sees no CUDA GPU here (numba.cuda.is_available() is False); use --backend "
                 "numba, or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's simulator (slowly)"
             )
-        seconds, self.compiled = kernels.warm_up(config.dtype, train[0].dtype)
-        self.info = {"compile_seconds": seconds}
+        warmed = kernels.warm_up(config.dtype, train[0].dtype)
         from numba import cuda
 
-        self.layer = kernels.CudaLinear(weight, bias, a, c, *_sgd_options(config))
-        self.data = {
-            name: None if part is None else tuple(cuda.to_device(np.ascontiguousarray(array)) for array in part)
-            for name, part in (("train", train), ("val", val), ("test", test))
-        }
-        self.n_train, self.has_val = len(train[1]), val is not None
+        on_device = [
+            None if part is None else tuple(cuda.to_device(np.ascontiguousarray(array)) for array in part)
+            for part in (train, val, test)
+        ]
+        super().__init__(kernels.CudaLinear(weight, bias, a, c, *_sgd_options(config)), warmed, *on_device)
         self._on_device = (None, None)  # (the epoch's order, its copy on the device)
 
     def _order(self, order):
@@ -235,8 +241,9 @@ def make_backend(config: TrainConfig, splits: Splits):
     compiled); every kind starts from the same initial weights (:func:`~lr_from_scratch.model.initial_params`)."""
     weight, bias = initial_params(config, splits.n_features, splits.n_classes)
     parts = (splits.train, splits.val, splits.test)
+    # (a, c) with a * pixel + c = (pixel / 255 - mean) / std: the normalisation the compiled kernels fold in
+    a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
     if config.backend == "cuda":
-        a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
         images = [None if p is None else (p.images, p.labels) for p in parts]
         return CudaBackend(weight, bias, config, a, c, *images)
     if config.backend == "numba":
@@ -247,7 +254,6 @@ def make_backend(config: TrainConfig, splits: Splits):
                 f"--dataset {config.dataset} has {splits.n_classes} classes; --backend numba takes at most {LANES} "
                 "(one vector register of lanes): use --backend numpy"
             )
-        a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
         rows = [None if p is None else (SparseRows.from_dense(p.images), p.labels) for p in parts]
         return NumbaBackend(weight, bias, config, a, c, *rows)
     return array_backend(config, weight, bias, *[None if p is None else splits.scaled(p, config.dtype) for p in parts])

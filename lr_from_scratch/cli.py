@@ -56,28 +56,36 @@ def path_arg(text: str) -> Path:
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main(argv)`` and return its exit status; errors and interrupts become one line on stderr.
 
-    Once the status is known, SIGINT and SIGTERM are ignored, so an interrupt while the interpreter shuts down
-    cannot turn a finished command into a killed one.
+    A signal the command was started with ignored (``nohup``, a background job of a script) stays ignored. Once
+    the status is known, SIGINT and SIGTERM are ignored, so an interrupt while the error is printed or the
+    interpreter shuts down cannot turn a finished command into a killed one.
     """
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGINT, _raise_interrupted)
+    _handle_signals(_raise_interrupted)
     _tolerate_closed_pipes()
     try:
-        code = main(argv)
+        code, line = main(argv), None
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
+        code, line = exc.exit_code, f"error: {exc}"
     except Interrupted as exc:
-        print(f"interrupted: {exc.saved}", file=sys.stderr)
-        code = exc.exit_code
+        code, line = exc.exit_code, f"interrupted: {exc.saved}"
     except KeyboardInterrupt:
-        print("interrupted: nothing was saved", file=sys.stderr)
-        code = 128 + signal.SIGINT
+        code, line = 128 + signal.SIGINT, "interrupted: nothing was saved"
     finally:
+        _handle_signals(signal.SIG_IGN)
+    if line is not None:
+        print(line, file=sys.stderr)
+    if argv is not None:  # called from Python (the tests): give the caller its handlers back
         for s in SIGNALS:
-            signal.signal(s, signal.SIG_IGN if argv is None else previous[s])
+            signal.signal(s, previous[s])
     return code
+
+
+def _handle_signals(handler) -> None:
+    """Point SIGINT and SIGTERM at ``handler``, but leave those the process was started with ignored."""
+    for s in SIGNALS:
+        if signal.getsignal(s) is not signal.SIG_IGN or handler is signal.SIG_IGN:
+            signal.signal(s, handler)
 
 
 def _raise_interrupted(signum, frame) -> None:
@@ -106,7 +114,8 @@ class StopOnInterrupt:
             raise Interrupted(self.signum, saved)
 
     def __enter__(self) -> StopOnInterrupt:
-        self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        self._previous = {s: signal.getsignal(s) for s in SIGNALS}
+        _handle_signals(self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -143,17 +152,19 @@ def _reason(exc: OSError) -> str:
 def staged_outputs(folder: Path) -> Iterator[Path]:
     """A hidden folder inside ``folder`` to write a command's files into; on success they are moved into
     ``folder`` while SIGINT and SIGTERM wait, so all of them appear or none. On an error or an interrupt before
-    the move, the hidden folder is removed and nothing was saved."""
+    the move, the hidden folder is removed and nothing was saved; a move that fails says which files arrived."""
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    moved: list[str] = []
     try:
         yield stage
         with StopOnInterrupt() as stop:
-            names = sorted(p.name for p in stage.iterdir())
-            for name in names:
+            for name in sorted(p.name for p in stage.iterdir()):
                 os.replace(stage / name, folder / name)
-        stop.raise_if_stopped(f"the results were written first: {folder}/ holds {' '.join(names)}")
+                moved.append(name)
+        stop.raise_if_stopped(f"the results were written first: {folder}/ holds {' '.join(moved)}")
     except OSError as exc:
-        raise UserError(f"could not write into {folder} ({_reason(exc)}); nothing was saved") from None
+        saved = f"only {' '.join(moved)} were saved" if moved else "nothing was saved"
+        raise UserError(f"could not write into {folder} ({_reason(exc)}); {saved}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -167,18 +178,23 @@ class _DropWhenClosed(io.TextIOBase):
     def write(self, text: str) -> int:
         try:
             self.stream.write(text)
-            self.stream.flush() if text.endswith("\n") else None
-        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
-            self._go_quiet()
+            if text.endswith("\n"):
+                self.stream.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            self._go_quiet(exc)
         return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except (BrokenPipeError, ValueError):
-            self._go_quiet()
+        except (BrokenPipeError, ValueError) as exc:
+            self._go_quiet(exc)
 
-    def _go_quiet(self) -> None:
+    def _go_quiet(self, exc: Exception) -> None:
+        """Drop all output from now on when the reader is gone (a broken pipe, or the stream closed); any
+        other ValueError (say, text the encoding cannot hold) is a bug to see."""
+        if isinstance(exc, ValueError) and not self.stream.closed:
+            raise exc
         # Point the file descriptor at /dev/null, so the interpreter's own last flush has nowhere to fail.
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -21,8 +21,8 @@ from .data import DATASETS, Splits, load_dataset, prepare
 from .errors import ConfigError, TrainingDiverged, UserError
 from .model import INITS
 from .optim import momentum_buffer_key
-from .runs import CHECKPOINT, CONFIG, RunFolder
-from .trainer import TrainingInterrupted, TrainState, fit
+from .runs import CHECKPOINT, CONFIG, MODEL, RunFolder
+from .trainer import TrainingInterrupted, TrainState, evaluate_kept, fit
 
 CONFIG_HELP = {
     "epochs": "maximum number of epochs",
@@ -140,26 +140,33 @@ def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainS
         try:
             if backend_state is None:
                 folder.start()
+            else:
+                folder.resume(state)
             state = fit(
                 backend, config, state, progress=not args.no_progress, should_stop=stop,
                 on_epoch_end=lambda state: folder.end_epoch(state, backend.state()),
             )  # fmt: skip
         except TrainingInterrupted:
             why = f"interrupted by {signal.Signals(stop.signum).name}"
-            folder.interrupted(backend.state(), state, why)
+            try:
+                folder.interrupted(backend.state(), state, why)
+            except OSError as exc:
+                _rescue(folder, backend, state, exc)
             raise Interrupted(
                 stop.signum,
                 f"in epoch {state.epoch + 1} after {state.batch} batches; checkpoint saved. "
                 f"Continue with: {recipe.prog} --resume {folder.path}",
             ) from None
-        except TrainingDiverged as exc:
-            folder.diverged(state, str(exc))
+        except TrainingDiverged as diverged:
+            try:
+                folder.diverged(state, str(diverged))
+            except OSError as exc:
+                _rescue(folder, backend, state, exc, diverged=str(diverged))
             raise
         except OSError as exc:
             _rescue(folder, backend, state, exc)
 
-        backend.load_state({"weight": state.best_weight, "bias": state.best_bias})
-        test_loss, test_accuracy = backend.evaluate("test")
+        test_loss, test_accuracy = evaluate_kept(backend, state)
         metrics = {
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
@@ -186,16 +193,24 @@ def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainS
     return 0
 
 
-def _rescue(folder: RunFolder, backend, state: TrainState, exc: OSError) -> NoReturn:
-    """A write into the run folder failed: save the run in the temporary folder instead, and say where."""
+def _rescue(folder: RunFolder, backend, state: TrainState, exc: OSError, diverged: str | None = None) -> NoReturn:
+    """A write into the run folder failed: save the run in the temporary folder instead, and say where. A run
+    that ``diverged`` (its message) is saved there as diverged, its last good epoch in ``model.npz``."""
     reason = exc.strerror or str(exc)
-    rescued = folder.rescue(backend.state(), state, f"a write into {folder.path} failed ({reason})")
+    failed = f"could not write into {folder.path} ({reason})"
+    if diverged is not None:
+        rescued = folder.rescue(state, lambda rescued: rescued.diverged(state, diverged)) if state.best_epoch else None
+        kept = f"; {rescued / MODEL} holds the last good epoch" if rescued else ""
+        raise UserError(f"{diverged}; {failed}{kept}") from None
+    rescued = folder.rescue(
+        state, lambda rescued: rescued.interrupted(backend.state(), state, f"a write failed: {failed}")
+    )
     kept = (
         f"the run was saved to {rescued} instead: finish it with --resume {rescued}"
         if rescued
         else "it could not be saved elsewhere either"
     )
-    raise UserError(f"could not write into {folder.path} after epoch {state.epoch} ({reason}); {kept}") from None
+    raise UserError(f"{failed} after epoch {state.epoch}; {kept}") from None
 
 
 def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: TrainConfig, folder) -> None:
@@ -212,7 +227,7 @@ def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: T
                 "start a new run instead"
             )
     n_batches = -(-backend.n_train // config.batch_size)
-    if state.epoch > config.epochs or state.batch >= n_batches or (state.batch and state.epoch == config.epochs):
+    if state.epoch > config.epochs or state.batch > n_batches or (state.batch and state.epoch == config.epochs):
         raise UserError(
             f"{folder.path / CHECKPOINT}: it stands at epoch {state.epoch + 1}, batch {state.batch}, beyond this "
             f"run's {config.epochs} epochs of {n_batches} batches; start a new run instead"

@@ -67,8 +67,9 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         """Train on ``X`` (N, D) and labels ``y`` (N,); returns ``self``."""
         config = self._config()
         X, y = self._validate(X, y, config, reset=True)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        self._check_classes(config)
+        classes, y_index = np.unique(y, return_inverse=True)
+        _check_classes(classes, config)  # before anything changes: a failed fit leaves the last model whole
+        self.classes_ = classes
         train_idx, val_idx = train_val_split(len(y), config.val_split, config.seed)
         if len(val_idx) == 0 or len(train_idx) == 0:  # too few samples to hold some out
             train_idx, val_idx = np.arange(len(y)), val_idx[:0]
@@ -95,8 +96,9 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         if first:
             if classes is None:
                 raise ValueError("classes must be given to the first call to partial_fit: every label there will be")
-            self.classes_ = np.unique(classes)
-            self._check_classes(config)
+            classes = np.unique(classes)
+            _check_classes(classes, config)
+            self.classes_ = classes
             weight, bias = initial_params(config, X.shape[1], len(self.classes_))
             self._sgd_state = {"weight": weight, "bias": bias}
             self.history_, self.best_epoch_, self.n_iter_ = [], 0, 0
@@ -150,16 +152,18 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
             X = X.toarray()
         return X, y
 
-    def _check_classes(self, config: TrainConfig) -> None:
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has {len(self.classes_)} class, expected samples of at least 2 classes")
-        if config.backend == "numba" and len(self.classes_) > LANES:
-            raise ValueError(
-                f"y has {len(self.classes_)} classes; backend='numba' takes at most {LANES} (one vector register "
-                "of lanes): use backend='numpy' or 'numba-naive'"
-            )
-
     def _logits(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=self.weight_.dtype, reset=False)
         return np.asarray(X @ self.weight_.T) + self.bias_
+
+
+def _check_classes(classes: np.ndarray, config: TrainConfig) -> None:
+    """Refuse fewer than 2 classes, and more than the fused kernels' lanes on the Numba backend."""
+    if len(classes) < 2:
+        raise ValueError(f"y has {len(classes)} class, expected samples of at least 2 classes")
+    if config.backend == "numba" and len(classes) > LANES:
+        raise ValueError(
+            f"y has {len(classes)} classes; backend='numba' takes at most {LANES} (one vector register "
+            "of lanes): use backend='numpy' or 'numba-naive'"
+        )

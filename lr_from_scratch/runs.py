@@ -52,7 +52,7 @@ class RunFolder:
     """The folder of one training run, held for the run's lifetime (use it as a context manager).
 
     :meth:`create` claims a folder for a new run, :meth:`open_to_resume` an interrupted one. Then :meth:`start`
-    (``config.json``), :meth:`end_epoch` (``history.csv``, ``checkpoint.npz``) and one ending:
+    (``config.json``) or :meth:`resume`, :meth:`end_epoch` (``history.csv``, ``checkpoint.npz``) and one ending:
     :meth:`interrupted`, :meth:`diverged` or :meth:`finished`. Leaving the ``with`` block releases the folder;
     a folder this run created and never started is removed.
     """
@@ -106,6 +106,9 @@ class RunFolder:
         write_history(self.path / HISTORY, [])
         self._status("running", 0, f"training (pid {os.getpid()})")
 
+    def resume(self, state: TrainState) -> None:
+        self._status("running", state.epoch, f"training again from epoch {state.epoch + 1} (pid {os.getpid()})")
+
     def end_epoch(self, state: TrainState, backend_state: dict[str, np.ndarray]) -> None:
         append_history(self.path / HISTORY, state.history[-1])
         save_checkpoint(self.path / CHECKPOINT, backend_state, state)
@@ -131,9 +134,10 @@ class RunFolder:
         (self.path / CHECKPOINT).unlink(missing_ok=True)
         return [CONFIG, STATUS, HISTORY, METRICS, MODEL, *extra, CURVES]
 
-    def rescue(self, backend_state: dict[str, np.ndarray], state: TrainState, why: str) -> Path | None:
-        """After a write into this folder failed: the run as an interrupted run folder in the temporary folder,
-        where ``--resume`` can finish it; None when that fails too."""
+    def rescue(self, state: TrainState, end: Callable[[RunFolder], None]) -> Path | None:
+        """After a write into this folder failed: the run, its ending written by ``end`` (say,
+        ``lambda folder: folder.interrupted(...)``, which ``--resume`` can finish), in a new run folder in the
+        temporary folder; None when that fails too."""
         target = Path(tempfile.gettempdir()) / f"lr-from-scratch-rescued-{self.path.name}-{os.getpid()}"
         try:
             target.mkdir(parents=True)
@@ -143,7 +147,7 @@ class RunFolder:
                 write_history(target / HISTORY, state.history)
                 if state.best_weight is not None:
                     rescued._save_model(state)
-                rescued.interrupted(backend_state, state, why)
+                end(rescued)
         except OSError:
             shutil.rmtree(target, ignore_errors=True)
             return None
@@ -151,9 +155,10 @@ class RunFolder:
 
     def close(self) -> None:
         """Release the folder; remove it if this run created it and never started."""
+        with contextlib.suppress(OSError):
+            (self.path / LOCK).unlink()  # while still held, so that no one takes a lock on a file about to go
         os.close(self._lock)
         with contextlib.suppress(OSError):
-            (self.path / LOCK).unlink()
             if self.created and not (self.path / CONFIG).exists():
                 self.path.rmdir()
 
@@ -205,20 +210,28 @@ def _epochs_in_history(path: Path) -> int:
 
 
 def _lock(path: Path) -> int:
-    """Take the folder's lock (released when the process ends, however it ends); refuse a folder in use."""
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    """Take the folder's lock (released when the process ends, however it ends); refuse a folder in use.
+
+    A lock taken on a file that its holder removed meanwhile (see :meth:`RunFolder.close`) guards nothing:
+    then try again on the new file."""
+    while True:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"{path} is in use by a run in progress: choose another folder") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path / LOCK).st_ino == os.fstat(fd).st_ino:
+                return fd
         os.close(fd)
-        raise ConfigError(f"{path} is in use by a run in progress: choose another folder") from None
-    return fd
 
 
 def _held_by_another(path: Path) -> bool:
-    if not (path / LOCK).exists():
+    try:
+        fd = os.open(path / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    fd = os.open(path / LOCK, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False

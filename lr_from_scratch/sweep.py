@@ -18,7 +18,7 @@ from .data import load_mnist, prepare
 from .errors import ConfigError
 from .files import write_json
 from .plots import figure, save
-from .trainer import fit
+from .trainer import evaluate_kept, fit
 
 
 def sweep(mnist, batch_sizes, epochs, backend) -> list[dict]:
@@ -28,8 +28,7 @@ def sweep(mnist, batch_sizes, epochs, backend) -> list[dict]:
         splits = prepare(mnist, config)
         model = make_backend(config, splits)
         state = fit(model, config, progress=False, log=None)
-        model.load_state({"weight": state.best_weight, "bias": state.best_bias})
-        rows.append({"batch_size": batch_size, "test_accuracy": model.evaluate("test")[1],
+        rows.append({"batch_size": batch_size, "test_accuracy": evaluate_kept(model, state)[1],
                      "train_seconds": state.train_seconds, "epochs_run": len(state.history)})  # fmt: skip
         print(f"batch {batch_size:>5}: test accuracy {rows[-1]['test_accuracy']:.2%}, {state.train_seconds:.2f} s")
     return rows

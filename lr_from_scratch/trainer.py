@@ -94,6 +94,8 @@ def fit(
     said_zero_lr = False
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite losses are caught below
         while state.epoch < config.epochs and not state.stopped_early:
+            if should_stop():  # Ctrl-C in the previous epoch's final chunk stops here, once that epoch is saved
+                raise TrainingInterrupted
             lr = epoch_lr(config, state.epoch)
             if log is not None and not said_zero_lr and np.dtype(config.dtype).type(lr) == 0:
                 log(f"note: from epoch {state.epoch + 1} on, the learning rate {lr:.3g} is 0 in {config.dtype}: "
@@ -118,7 +120,7 @@ def train_epoch(
 ) -> None:
     """Run the rest of epoch ``state.epoch``, from batch ``state.batch`` on, ``backend.steps_per_call`` batches
     per call, at the schedule's rate and in the epoch's order; add the loss, correct count and seconds to
-    ``state``. Raises as :func:`fit` does."""
+    ``state``. Raises as :func:`fit` does, but never stops after the last chunk: the epoch ends first."""
     lr = epoch_lr(config, state.epoch)
     order = epoch_order(backend.n_train, config.seed, state.epoch)
     desc = f"epoch {state.epoch + 1}/{config.epochs}"
@@ -136,8 +138,15 @@ def train_epoch(
             state.correct += correct
             bar.update(len(chunk))
             bar.set_postfix(loss=f"{state.loss_sum / seen:.4f}", acc=f"{state.correct / seen:.2%}", refresh=False)
-            if should_stop():
+            if state.batch < len(batches) and should_stop():
                 raise TrainingInterrupted
+
+
+def evaluate_kept(backend: Backend, state: TrainState, split: str = "test") -> tuple[float, float]:
+    """Put the weights ``state`` kept (its best epoch's) into ``backend``; return their (loss, accuracy) on
+    ``split``."""
+    backend.load_state({"weight": state.best_weight, "bias": state.best_bias})
+    return backend.evaluate(split)
 
 
 def epoch_lr(config: TrainConfig, epoch: int) -> float:

@@ -14,7 +14,7 @@ from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import load_mnist, prepare
 from lr_from_scratch.files import replace_region, write_json
-from lr_from_scratch.trainer import fit
+from lr_from_scratch.trainer import evaluate_kept, fit
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SEEDS = (0, 1, 2, 3)
@@ -25,8 +25,7 @@ def run(mnist, patience: int, seed: int) -> dict:
     config = TrainConfig(patience=patience, seed=seed)
     backend = make_backend(config, prepare(mnist, config))
     state = fit(backend, config, progress=False, log=None)
-    backend.load_state({"weight": state.best_weight, "bias": state.best_bias})
-    return {"test_accuracy": backend.evaluate("test")[1], "epochs_run": len(state.history)}
+    return {"test_accuracy": evaluate_kept(backend, state)[1], "epochs_run": len(state.history)}
 
 
 def table(results: dict) -> str:

@@ -193,6 +193,21 @@ def test_more_classes_than_the_numba_lanes_say_what_to_use():
     assert SoftmaxRegressionClassifier(epochs=2, backend="numpy").fit(x, y).predict_proba(x).shape == (400, 20)
 
 
+def test_a_refused_fit_or_first_partial_fit_changes_nothing(small):
+    x, y, _, _ = small
+    fitted = SoftmaxRegressionClassifier(epochs=1).fit(x, y)
+    before = fitted.predict(x[:50])
+    with pytest.raises(ValueError, match="1 class"):
+        fitted.fit(x, np.zeros_like(y))
+    np.testing.assert_array_equal(fitted.classes_, np.arange(10))
+    np.testing.assert_array_equal(fitted.predict(x[:50]), before)
+    pieces = SoftmaxRegressionClassifier()
+    with pytest.raises(ValueError, match="20 classes"):
+        pieces.partial_fit(x, y, classes=np.arange(20))
+    pieces.partial_fit(x, y, classes=np.arange(10))  # still a first call
+    assert pieces.n_iter_ == 1
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_sparse_input_trains_like_dense(small, backend):
     x, y, _, _ = small

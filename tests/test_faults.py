@@ -5,6 +5,7 @@ run as root; otherwise a per-process file-size limit, which fails writes the sam
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -17,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lr_from_scratch import cli, evaluate, explore, lr_find, sweep
+from lr_from_scratch import cli, evaluate, explore, lr_find, sweep, trainer
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.estimator import SoftmaxRegressionClassifier
 from lr_from_scratch.files import write_json
 from lr_from_scratch.model import initial_params
 from lr_from_scratch.runs import RunFolder
-from lr_from_scratch.saved import load_model, save_npz
+from lr_from_scratch.saved import load_checkpoint, load_model, save_npz
 from lr_from_scratch.train import main
 from lr_from_scratch.trainer import TrainState
 
@@ -50,12 +51,15 @@ def tmpfs(path: Path, kilobytes: int, read_only: bool = False):
             subprocess.run(["umount", str(path)], check=True)
 
 
-def train_process(*args: str, file_limit: int | None = None, **kwargs) -> subprocess.Popen:
-    """``python -m lr_from_scratch.train args`` as a real process (its files at most ``file_limit`` bytes)."""
+def train_process(*args: str, file_limit: int | None = None, ignore_sigint: bool = False, **kwargs) -> subprocess.Popen:
+    """``python -m lr_from_scratch.train args`` as a real process (its files at most ``file_limit`` bytes;
+    started with SIGINT ignored if ``ignore_sigint``)."""
 
     def limit():
         if file_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -151,6 +155,51 @@ def test_a_disk_that_fills_during_training_loses_no_epoch(tmp_path):
     np.testing.assert_array_equal(load_model(rescued).weight, load_model(tmp_path / "whole").weight)
 
 
+def fail_writes_into(monkeypatch, method: str, folder: Path) -> None:
+    """Make ``RunFolder.<method>`` fail as a full disk does, for ``folder`` only (its rescue still works)."""
+    original = getattr(RunFolder, method)
+
+    def failing(self, *args):
+        if self.path == folder:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(self, *args)
+
+    monkeypatch.setattr(RunFolder, method, failing)
+
+
+def test_a_checkpoint_that_cannot_be_written_on_ctrl_c_is_saved_elsewhere(tmp_path, capsys, monkeypatch):
+    out, end_epoch = tmp_path / "r", RunFolder.end_epoch
+    monkeypatch.setattr(RunFolder, "end_epoch", lambda self, *a: (end_epoch(self, *a), interrupt_self()))
+    fail_writes_into(monkeypatch, "interrupted", out)
+    assert main([*QUICK, "--dtype", "float64", "--out", str(out)]) == 1
+    line = assert_one_line_error((1, capsys.readouterr().err), 1, f"could not write into {out}", "after epoch 1")
+    rescued = Path(line.split("finish it with --resume ")[1].strip())
+    monkeypatch.undo()
+    assert status(rescued)["status"] == "interrupted" and status(out)["status"] == "running"
+    try:
+        assert main(["--resume", str(rescued), "--no-progress"]) == 0
+        assert main([*QUICK, "--dtype", "float64", "--out", str(tmp_path / "whole")]) == 0
+        np.testing.assert_array_equal(load_model(rescued).weight, load_model(tmp_path / "whole").weight)
+    finally:
+        shutil.rmtree(rescued)
+
+
+def test_a_diverged_run_that_cannot_be_written_keeps_its_last_good_epoch_elsewhere(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    monkeypatch.setattr(trainer, "epoch_lr", lambda config, epoch: 1e38 if epoch else config.lr)  # epoch 2 diverges
+    fail_writes_into(monkeypatch, "diverged", out)
+    assert main([*QUICK, "--no-normalize", "--out", str(out)]) == 1
+    line = assert_one_line_error((1, capsys.readouterr().err), 1, "in epoch 2", f"could not write into {out}")
+    rescued = Path(line.split("; ")[-1].split(" holds the last good epoch")[0]).parent
+    try:
+        assert status(rescued)["status"] == "diverged" and not (rescued / "checkpoint.npz").exists()
+        np.testing.assert_array_equal(
+            load_model(rescued).weight, load_checkpoint(out / "checkpoint.npz")[1].best_weight
+        )
+    finally:
+        shutil.rmtree(rescued)
+
+
 def test_a_full_disk_before_training_is_found_before_any_work(tmp_path, capsys):
     with tmpfs(tmp_path / "disk", 16) as mounted:
         filler = tmp_path / "disk" / "filler"
@@ -187,6 +236,16 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_like_an_uninterrupt
     np.testing.assert_array_equal(load_model(tmp_path / "a").weight, load_model(tmp_path / "b").weight)
 
 
+def test_a_run_started_with_sigint_ignored_ignores_it(tmp_path):
+    """``nohup`` and a script's background jobs start a command with SIGINT ignored: it stays ignored."""
+    proc = train_process(*QUICK, "--out", str(tmp_path / "a"), ignore_sigint=True)
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert status(tmp_path / "a")["status"] == "finished"
+
+
 def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"))
     after_first_epoch(proc)
@@ -197,6 +256,21 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     assert run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress").returncode == 0
     assert run_module("lr_from_scratch.train", *SLOW, "--no-progress", "--out", str(tmp_path / "b")).returncode == 0
     np.testing.assert_array_equal(load_model(tmp_path / "a").weight, load_model(tmp_path / "b").weight)
+
+
+def test_a_resumed_run_that_is_killed_says_so_and_resumes_again(tmp_path):
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"))
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    proc = train_process("--resume", str(tmp_path / "a"), "--no-progress")
+    after_first_epoch(proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert status(tmp_path / "a")["status"] == "running"  # not the first ending's "interrupted by SIGTERM"
+    refused = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "a"))
+    assert_one_line_error(refused, 2, "stopped after epoch", "killed, or a write failed")
+    assert run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress").returncode == 0
 
 
 def interrupt_self(signum=signal.SIGINT):
@@ -248,6 +322,24 @@ def test_an_interrupt_in_evaluate_writes_all_figures_or_none(tmp_path, capsys, m
     assert set(evaluate.FIGURES.values()) | {"evaluation.json", "report.md"} <= {
         p.name for p in (tmp_path / "r").iterdir()
     }
+
+
+def test_a_move_out_of_the_staging_folder_that_fails_says_what_arrived(tmp_path, capsys, monkeypatch):
+    replace, calls = os.replace, iter(range(10**9))
+
+    def replace_failing_the_second_time(source, target):
+        moving_out = Path(source).parent.name.startswith(".staging-") and Path(source).parent != Path(target).parent
+        if moving_out and next(calls) == 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return replace(source, target)
+
+    monkeypatch.setattr(cli.os, "replace", replace_failing_the_second_time)
+    assert lr_find.main(["--steps", "100", "--out", str(tmp_path)]) == 1
+    line = assert_one_line_error(
+        (1, capsys.readouterr().err), 1, f"could not write into {tmp_path}", "Input/output error"
+    )
+    first = line.split("only ")[1].split(" were saved")[0]
+    assert [p.name for p in tmp_path.iterdir()] == [first]
 
 
 def test_once_a_command_is_done_an_interrupt_cannot_change_its_exit_status():

@@ -112,6 +112,18 @@ def test_every_failure_is_named_and_nothing_is_written(mirror, archives, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_data_folder_that_cannot_be_written_is_one_line(mirror, archives, tmp_path):
+    from .test_faults import tmpfs
+
+    url = serve(mirror, "good", archives)
+    expected_md5 = {name: md5(body) for name, body in archives.items()}
+    with tmpfs(tmp_path / "ro", 64, read_only=True) as mounted:
+        if not mounted:  # not root: a folder without write permission fails the same way
+            (tmp_path / "ro").chmod(0o555)
+        with pytest.raises(DataError, match=r"cannot save .*t10k-.*-ubyte \(.*\): pass --data-dir a folder you can"):
+            fetch_files(tmp_path / "ro", TEST_FILES, (url,), expected_md5, use_pypi=False, progress=False)
+
+
 def test_archive_with_right_checksum_but_wrong_content_is_refused(mirror, tmp_path):
     labels = next(f for f in TEST_FILES if f.key == "test_labels")
     wrong = gzip.compress(encode_idx(np.zeros(10_000, dtype=np.uint8)))

@@ -190,8 +190,9 @@ def test_divergence_keeps_the_last_good_epoch(mnist):
     assert np.isfinite(state.best_weight).all()
 
 
-def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
-    """Train; if ``stop_after``, interrupt after that many calls, checkpoint to disk, and resume in a new backend."""
+def run_to_end(mnist, stop_after=None, tmp_path=None, stops_at=None, **options):
+    """Train; if ``stop_after``, interrupt at that many polls, check the run ``stops_at`` (epoch, batch), checkpoint
+    to disk, and resume in a new backend."""
     config, splits, backend = small_setup(mnist, **options)
     if stop_after is None:
         return fit(backend, config, progress=False, log=None), backend
@@ -199,6 +200,7 @@ def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
     state = TrainState()
     with pytest.raises(TrainingInterrupted):
         fit(backend, config, state, progress=False, log=None, should_stop=lambda: next(calls) >= stop_after)
+    assert (state.epoch, state.batch) == stops_at
     save_checkpoint(tmp_path / "checkpoint.npz", backend.state(), state)
     arrays, state = load_checkpoint(tmp_path / "checkpoint.npz")
     _, _, fresh = small_setup(mnist, **options)
@@ -206,15 +208,21 @@ def run_to_end(mnist, stop_after=None, tmp_path=None, **options):
     return fit(fresh, config, state, progress=False, log=None), fresh
 
 
-# 900 samples in batches of 32: NumPy takes 8 batches a call (stop inside epoch 1, at its end, inside epoch 2),
-# Numba 64 (a call is an epoch; stop after epoch 1 and 2)
+# 900 samples in batches of 32: NumPy takes 8 batches a call, 4 calls an epoch, polled before each epoch and after
+# each call but an epoch's last (stop inside epoch 1, at its end, inside epoch 2); Numba 64 (a call is an epoch,
+# polled before each: stop after epoch 1 and 2)
 @pytest.mark.parametrize(
-    ("backend", "stop_after"), [("numpy", 1), ("numpy", 4), ("numpy", 6), ("numba", 1), ("numba", 2)]
+    ("backend", "stop_after", "stops_at"),
+    [("numpy", 2, (0, 8)), ("numpy", 5, (1, 0)), ("numpy", 7, (1, 16)), ("numba", 2, (1, 0)), ("numba", 3, (2, 0))],
 )
 @pytest.mark.parametrize("options", [dict(momentum=0.9, nesterov=True), dict(dtype="float64", lr_step=1)], ids=str)
-def test_interrupted_and_resumed_run_ends_with_identical_weights(mnist, tmp_path, backend, stop_after, options):
+def test_interrupted_and_resumed_run_ends_with_identical_weights(
+    mnist, tmp_path, backend, stop_after, stops_at, options
+):
     whole, whole_backend = run_to_end(mnist, epochs=4, patience=2, backend=backend, **options)
-    resumed, resumed_backend = run_to_end(mnist, stop_after, tmp_path, epochs=4, patience=2, backend=backend, **options)
+    resumed, resumed_backend = run_to_end(
+        mnist, stop_after, tmp_path, stops_at, epochs=4, patience=2, backend=backend, **options
+    )
     np.testing.assert_array_equal(resumed.best_weight, whole.best_weight)
     np.testing.assert_array_equal(resumed_backend.state()["weight"], whole_backend.state()["weight"])
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]

@@ -106,9 +106,13 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, dataset: str = "mnist")
 
 
 def find_file(root: Path, file: IdxFile) -> Path | None:
-    """The path of ``file`` under ``root`` or torchvision's ``root/MNIST/raw``, uncompressed or ``.gz``."""
+    """The path of ``file`` under ``root`` or torchvision's ``root/MNIST/raw``, uncompressed or ``.gz``; the
+    ``.gz`` first where only its checksum is published (the uncompressed file could not be checked)."""
+    names = (file.name, file.name + ".gz")
+    if file.md5 is None and file.archive_md5 is not None:
+        names = names[::-1]
     for folder in (root, root / TORCHVISION_SUBDIR):
-        for name in (file.name, file.name + ".gz"):
+        for name in names:
             if (folder / name).is_file():
                 return folder / name
     return None
@@ -160,8 +164,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download: bool = True,
 def read_file(path: Path, file: IdxFile, spec: DatasetSpec) -> np.ndarray:
     """Read and verify one file of ``spec`` (``.gz`` or not); see :func:`load_dataset`."""
     name = str(path)
-    archive = path.read_bytes()
-    data = decompress(archive, name) if path.suffix == ".gz" else archive
+    data, archive = _idx_bytes(path)
     array = parse_idx(data, name, expected_magic=file.magic)
     if file.key.endswith("images"):
         check_images(array, name, spec.image_shape, MAX_PIXELS)
@@ -170,8 +173,14 @@ def read_file(path: Path, file: IdxFile, spec: DatasetSpec) -> np.ndarray:
     if file.count is not None and len(array) != file.count:
         raise DataError(f"{name}: {len(array)} items, expected {file.count}: re-download the file")
     if file.archive_md5 is not None:
-        verify_idx_bytes(file, data, name, archive if path.suffix == ".gz" else None)
+        verify_idx_bytes(file, data, name, archive)
     return array
+
+
+def _idx_bytes(path: Path) -> tuple[bytes, bytes | None]:
+    """The IDX bytes in ``path`` (decompressed from a ``.gz``), and the archive's own bytes (None if none)."""
+    raw = path.read_bytes()
+    return (decompress(raw, str(path)), raw) if path.suffix == ".gz" else (raw, None)
 
 
 def torchvision_layout(data_dir: str | os.PathLike | None) -> Path:
@@ -184,10 +193,9 @@ def torchvision_layout(data_dir: str | os.PathLike | None) -> Path:
     for file in FILES:
         target = root / TORCHVISION_SUBDIR / file.name
         if not target.is_file():
-            source = find_file(root, file)
-            data = source.read_bytes()
+            data, _ = _idx_bytes(find_file(root, file))
             try:
-                write_bytes(target, decompress(data, str(source)) if source.suffix == ".gz" else data)
+                write_bytes(target, data)
             except OSError as exc:
                 raise DataError(
                     f"cannot write {target} for torchvision ({exc.strerror}); use a writable --data-dir"

@@ -162,10 +162,14 @@ def fetch_files(
             except (DataError, OSError) as exc:
                 tried[base] = f"{file.name}.gz: {_reason(exc)}"
                 continue
-            if file.md5 is None:
-                write_bytes(dest / (file.name + ".gz"), archive)  # kept as published, so it can be checked again
-            else:
-                write_bytes(dest / file.name, data)
+            # only the .gz's checksum published: kept as published, so that it can be checked again
+            target, payload = (dest / (file.name + ".gz"), archive) if file.md5 is None else (dest / file.name, data)
+            try:
+                write_bytes(target, payload)
+            except OSError as exc:
+                raise DataError(
+                    f"cannot save {target} ({exc.strerror or exc}): pass --data-dir a folder you can write to"
+                ) from None
             break
         else:
             still_missing.append(file)
