@@ -53,6 +53,13 @@ def path_arg(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def add_data_and_out(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """``--data-dir`` and ``--out DIR`` (default ``default_out``), as every analysis command of MNIST takes them."""
+    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
+    where = f"where to write (default: {default_out})"
+    parser.add_argument("--out", type=path_arg, default=Path(default_out), metavar="DIR", help=where)
+
+
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main(argv)`` and return its exit status; errors and interrupts become one line on stderr.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
+from .cli import ArgumentParser, add_data_and_out, run_cli, staged_outputs, writable_folder
 from .data import load_mnist
 from .files import write_json, write_text
 from .plots import DIGITS, figure, plot_image_grid, save
@@ -107,14 +107,7 @@ def summary(facts: dict) -> str:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.explore", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
-    parser.add_argument(
-        "--out",
-        type=path_arg,
-        default=Path("runs/explore"),
-        metavar="DIR",
-        help="where to write (default: runs/explore)",
-    )
+    add_data_and_out(parser, "runs/explore")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
+from .cli import ArgumentParser, add_data_and_out, run_cli, staged_outputs, writable_folder
 from .config import TrainConfig
 from .data import epoch_order, load_mnist, prepare
 from .errors import ConfigError, UserError
@@ -68,14 +67,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--steps", type=int, default=400, help="SGD steps (default: 400)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
-    parser.add_argument(
-        "--out",
-        type=path_arg,
-        default=Path("runs/lr_find"),
-        metavar="DIR",
-        help="where to write (default: runs/lr_find)",
-    )
+    add_data_and_out(parser, "runs/lr_find")
     return parser
 
 

@@ -9,10 +9,9 @@ hardware. Writes ``batch_sweep.png`` and ``batch_sweep.json`` into ``--out``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from .backends import make_backend
-from .cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
+from .cli import ArgumentParser, add_data_and_out, run_cli, staged_outputs, writable_folder
 from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import load_mnist, prepare
 from .errors import ConfigError
@@ -39,10 +38,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per batch size (default: 5)")
     parser.add_argument("--backend", choices=SCRATCH_BACKENDS, default="numba")
-    parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
-    parser.add_argument(
-        "--out", type=path_arg, default=Path("runs/sweep"), metavar="DIR", help="where to write (default: runs/sweep)"
-    )
+    add_data_and_out(parser, "runs/sweep")
     return parser
 
 
