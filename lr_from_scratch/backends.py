@@ -216,6 +216,12 @@ class CudaBackend(LayerBackend):
         return self._on_device[1]
 
 
+def _folding(splits: Splits) -> tuple[float, float]:
+    """``(a, c)`` with ``a * pixel + c = (pixel / 255 - mean) / std``: the normalisation the compiled kernels
+    fold into the weights, so that the images stay uint8."""
+    return 1.0 / (255.0 * splits.std), -splits.mean / splits.std
+
+
 def _sgd_options(config: TrainConfig) -> tuple:
     """``(momentum, dampening, weight_decay, nesterov)``: what a layer's SGD takes, as :class:`SGD` does."""
     return config.momentum, config.dampening, config.weight_decay, config.nesterov
@@ -241,11 +247,9 @@ def make_backend(config: TrainConfig, splits: Splits):
     compiled); every kind starts from the same initial weights (:func:`~lr_from_scratch.model.initial_params`)."""
     weight, bias = initial_params(config, splits.n_features, splits.n_classes)
     parts = (splits.train, splits.val, splits.test)
-    # (a, c) with a * pixel + c = (pixel / 255 - mean) / std: the normalisation the compiled kernels fold in
-    a, c = 1.0 / (255.0 * splits.std), -splits.mean / splits.std
     if config.backend == "cuda":
         images = [None if p is None else (p.images, p.labels) for p in parts]
-        return CudaBackend(weight, bias, config, a, c, *images)
+        return CudaBackend(weight, bias, config, *_folding(splits), *images)
     if config.backend == "numba":
         from .kernels.llvm import LANES
 
@@ -255,5 +259,5 @@ def make_backend(config: TrainConfig, splits: Splits):
                 "(one vector register of lanes): use --backend numpy"
             )
         rows = [None if p is None else (SparseRows.from_dense(p.images), p.labels) for p in parts]
-        return NumbaBackend(weight, bias, config, a, c, *rows)
+        return NumbaBackend(weight, bias, config, *_folding(splits), *rows)
     return array_backend(config, weight, bias, *[None if p is None else splits.scaled(p, config.dtype) for p in parts])

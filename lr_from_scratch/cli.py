@@ -27,6 +27,8 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Signals the process was started with ignored (``nohup``, a background job of a script): they stay ignored.
+INHERITED_IGNORED = frozenset(s for s in SIGNALS if signal.getsignal(s) is signal.SIG_IGN)
 
 
 class Interrupted(BaseException):
@@ -68,30 +70,32 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     interpreter shuts down cannot turn a finished command into a killed one.
     """
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    _handle_signals(_raise_interrupted)
-    _tolerate_closed_pipes()
     try:
-        code, line = main(argv), None
-    except UserError as exc:
-        code, line = exc.exit_code, f"error: {exc}"
-    except Interrupted as exc:
-        code, line = exc.exit_code, f"interrupted: {exc.saved}"
-    except KeyboardInterrupt:
-        code, line = 128 + signal.SIGINT, "interrupted: nothing was saved"
+        _handle_signals(_raise_interrupted)
+        _tolerate_closed_pipes()
+        try:
+            code, line = main(argv), None
+        except UserError as exc:
+            code, line = exc.exit_code, f"error: {exc}"
+        except Interrupted as exc:
+            code, line = exc.exit_code, f"interrupted: {exc.saved}"
+        except KeyboardInterrupt:
+            code, line = 128 + signal.SIGINT, "interrupted: nothing was saved"
+        finally:
+            _handle_signals(signal.SIG_IGN)
+        if line is not None:
+            print(line, file=sys.stderr)
     finally:
-        _handle_signals(signal.SIG_IGN)
-    if line is not None:
-        print(line, file=sys.stderr)
-    if argv is not None:  # called from Python (the tests): give the caller its handlers back
-        for s in SIGNALS:
-            signal.signal(s, previous[s])
+        if argv is not None:  # called from Python (the tests): give the caller its handlers back, however it ended
+            for s in SIGNALS:
+                signal.signal(s, previous[s])
     return code
 
 
 def _handle_signals(handler) -> None:
-    """Point SIGINT and SIGTERM at ``handler``, but leave those the process was started with ignored."""
+    """Point SIGINT and SIGTERM at ``handler``, except those in :data:`INHERITED_IGNORED`."""
     for s in SIGNALS:
-        if signal.getsignal(s) is not signal.SIG_IGN or handler is signal.SIG_IGN:
+        if s not in INHERITED_IGNORED or handler is signal.SIG_IGN:
             signal.signal(s, handler)
 
 
@@ -100,7 +104,8 @@ def _raise_interrupted(signum, frame) -> None:
 
 
 class StopOnInterrupt:
-    """Inside ``with``, SIGINT and SIGTERM only set a flag; calling the object reads it.
+    """Inside ``with``, SIGINT and SIGTERM only set a flag (those the process inherited ignored stay ignored);
+    calling the object reads it.
 
     The training loop polls it between steps, so the parameters are never left half-updated; a block of writes
     that must not be cut runs inside one and honours the signal after (:meth:`raise_if_stopped`).
@@ -199,7 +204,7 @@ class _DropWhenClosed(io.TextIOBase):
 
     def _go_quiet(self, exc: Exception) -> None:
         """Drop all output from now on when the reader is gone (a broken pipe, or the stream closed); any
-        other ValueError (say, text the encoding cannot hold) is a bug to see."""
+        other ValueError is a bug to see (text the encoding cannot hold is escaped, see below)."""
         if isinstance(exc, ValueError) and not self.stream.closed:
             raise exc
         # Point the file descriptor at /dev/null, so the interpreter's own last flush has nowhere to fail.
@@ -224,8 +229,12 @@ class _DropWhenClosed(io.TextIOBase):
 
 
 def _tolerate_closed_pipes() -> None:
-    """Standard output and error that survive their reader going away (``| head -1``)."""
+    """Standard output and error that survive their reader going away (``| head -1``), and print what their
+    encoding cannot hold (a path of undecodable bytes, say) as backslash escapes instead of failing."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, _DropWhenClosed):
+            if getattr(stream, "errors", None) == "strict":  # where Python chose surrogateescape, raw bytes go out
+                with contextlib.suppress(AttributeError, ValueError):  # not a text file, or closed: nothing to fix
+                    stream.reconfigure(errors="backslashreplace")
             setattr(sys, name, _DropWhenClosed(stream))

@@ -151,7 +151,7 @@ def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainS
             try:
                 folder.interrupted(backend.state(), state, why)
             except OSError as exc:
-                _rescue(folder, backend, state, exc)
+                _rescue(folder, backend, state, exc, signum=stop.signum)
             raise Interrupted(
                 stop.signum,
                 f"in epoch {state.epoch + 1} after {state.batch} batches; checkpoint saved. "
@@ -193,24 +193,28 @@ def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainS
     return 0
 
 
-def _rescue(folder: RunFolder, backend, state: TrainState, exc: OSError, diverged: str | None = None) -> NoReturn:
+def _rescue(
+    folder: RunFolder, backend, state: TrainState, exc: OSError, signum: int | None = None, diverged: str | None = None
+) -> NoReturn:
     """A write into the run folder failed: save the run in the temporary folder instead, and say where. A run
-    that ``diverged`` (its message) is saved there as diverged, its last good epoch in ``model.npz``."""
-    reason = exc.strerror or str(exc)
-    failed = f"could not write into {folder.path} ({reason})"
+    stopped by signal ``signum`` ends as interrupted by it (exit 128 + signum); one that ``diverged`` (its
+    message) is saved there as diverged, with the weights it kept in ``model.npz``."""
+    failed = f"could not write into {folder.path} ({exc.strerror or exc})"
     if diverged is not None:
         rescued = folder.rescue(state, lambda rescued: rescued.diverged(state, diverged)) if state.best_epoch else None
-        kept = f"; {rescued / MODEL} holds the last good epoch" if rescued else ""
+        kept = f"; saved {rescued / MODEL} instead" if rescued else ""
         raise UserError(f"{diverged}; {failed}{kept}") from None
-    rescued = folder.rescue(
-        state, lambda rescued: rescued.interrupted(backend.state(), state, f"a write failed: {failed}")
-    )
+    why = f"interrupted by {signal.Signals(signum).name}, then a write failed" if signum else "a write failed"
+    rescued = folder.rescue(state, lambda rescued: rescued.interrupted(backend.state(), state, f"{why}: {failed}"))
     kept = (
         f"the run was saved to {rescued} instead: finish it with --resume {rescued}"
         if rescued
         else "it could not be saved elsewhere either"
     )
-    raise UserError(f"{failed} after epoch {state.epoch}; {kept}") from None
+    message = f"{failed} after epoch {state.epoch}; {kept}"
+    if signum:
+        raise Interrupted(signum, message) from None
+    raise UserError(message) from None
 
 
 def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: TrainConfig, folder) -> None:
@@ -227,7 +231,7 @@ def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: T
                 "start a new run instead"
             )
     n_batches = -(-backend.n_train // config.batch_size)
-    if state.epoch > config.epochs or state.batch > n_batches or (state.batch and state.epoch == config.epochs):
+    if state.epoch > config.epochs or state.batch >= n_batches or (state.batch and state.epoch == config.epochs):
         raise UserError(
             f"{folder.path / CHECKPOINT}: it stands at epoch {state.epoch + 1}, batch {state.batch}, beyond this "
             f"run's {config.epochs} epochs of {n_batches} batches; start a new run instead"

@@ -12,6 +12,7 @@ train on the non-zero entries only), and labels of any kind.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +27,23 @@ from .functional import softmax
 from .kernels.llvm import LANES
 from .model import initial_params
 from .trainer import TrainState, fit, train_epoch
+
+
+def _unchanged_on_error(method):
+    """A fitting method that raises leaves the estimator as it was: the last model whole, and
+    ``n_features_in_`` too (scikit-learn's validation sets it first)."""
+
+    @functools.wraps(method)
+    def unchanged_on_error(self, *args, **kwargs):
+        before = dict(vars(self))
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+
+    return unchanged_on_error
 
 
 class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
@@ -63,13 +81,13 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
+    @_unchanged_on_error
     def fit(self, X, y) -> SoftmaxRegressionClassifier:
         """Train on ``X`` (N, D) and labels ``y`` (N,); returns ``self``."""
         config = self._config()
         X, y = self._validate(X, y, config, reset=True)
-        classes, y_index = np.unique(y, return_inverse=True)
-        _check_classes(classes, config)  # before anything changes: a failed fit leaves the last model whole
-        self.classes_ = classes
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        _check_classes(self.classes_, config)
         train_idx, val_idx = train_val_split(len(y), config.val_split, config.seed)
         if len(val_idx) == 0 or len(train_idx) == 0:  # too few samples to hold some out
             train_idx, val_idx = np.arange(len(y)), val_idx[:0]
@@ -83,6 +101,7 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         self._sgd_state = {"weight": self.weight_, "bias": self.bias_}  # partial_fit goes on from here
         return self
 
+    @_unchanged_on_error
     def partial_fit(self, X, y, classes=None) -> SoftmaxRegressionClassifier:
         """One more epoch of SGD over ``(X, y)``, for data that comes in pieces; returns ``self``.
 
@@ -96,9 +115,8 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         if first:
             if classes is None:
                 raise ValueError("classes must be given to the first call to partial_fit: every label there will be")
-            classes = np.unique(classes)
-            _check_classes(classes, config)
-            self.classes_ = classes
+            self.classes_ = np.unique(classes)
+            _check_classes(self.classes_, config)
             weight, bias = initial_params(config, X.shape[1], len(self.classes_))
             self._sgd_state = {"weight": weight, "bias": bias}
             self.history_, self.best_epoch_, self.n_iter_ = [], 0, 0

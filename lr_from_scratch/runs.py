@@ -13,9 +13,9 @@ status          the folder holds                                  next
 =============== ================================================= =========================================
 ``finished``    the results                                       evaluate it; nothing to resume
 ``interrupted`` the checkpoint (Ctrl-C, SIGTERM, a failed write)  ``--resume`` continues exactly
-``running``     when no run holds the lock: it was killed (or     ``--resume`` from its last epoch's end
+``running``     when no run holds the lock: it was killed (or     ``--resume`` from its last checkpoint
                 the machine stopped) after its last checkpoint
-``diverged``    ``model.npz`` with the last good epoch, if any    a new run with a lower ``--lr``
+``diverged``    ``model.npz`` with the kept epoch, if any         a new run with a lower ``--lr``
 =============== ================================================= =========================================
 """
 
@@ -145,8 +145,6 @@ class RunFolder:
                 rescued.scaling = self.scaling
                 rescued.start()
                 write_history(target / HISTORY, state.history)
-                if state.best_weight is not None:
-                    rescued._save_model(state)
                 end(rescued)
         except OSError:
             shutil.rmtree(target, ignore_errors=True)
@@ -192,7 +190,7 @@ def _describe(path: Path) -> str:
     if state == "finished" or (path / METRICS).exists():
         return f"holds a finished run ({detail or 'see metrics.json'}): choose another folder"
     if state == "diverged":
-        kept = "model.npz holds the last good epoch" if (path / MODEL).exists() else "no epoch finished"
+        kept = "model.npz holds the weights it kept" if (path / MODEL).exists() else "no epoch finished"
         return f"holds a run that diverged ({detail}; {kept}): start a new one in another folder, with a lower --lr"
     if (path / CHECKPOINT).exists():
         how = detail or "interrupted"
@@ -215,7 +213,10 @@ def _lock(path: Path) -> int:
     A lock taken on a file that its holder removed meanwhile (see :meth:`RunFolder.close`) guards nothing:
     then try again on the new file."""
     while True:
-        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # a run that was refused removed the folder it had just made
+            raise ConfigError(f"{path} was removed while this run claimed it: run the command again") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import prepare, scale_images
-from lr_from_scratch.errors import ConfigError
+from lr_from_scratch.errors import ConfigError, TrainingDiverged
 from lr_from_scratch.estimator import SoftmaxRegressionClassifier
 from lr_from_scratch.trainer import fit
 
@@ -193,14 +193,19 @@ def test_more_classes_than_the_numba_lanes_say_what_to_use():
     assert SoftmaxRegressionClassifier(epochs=2, backend="numpy").fit(x, y).predict_proba(x).shape == (400, 20)
 
 
-def test_a_refused_fit_or_first_partial_fit_changes_nothing(small):
+def test_a_fit_that_fails_leaves_the_last_model_whole(small):
     x, y, _, _ = small
     fitted = SoftmaxRegressionClassifier(epochs=1).fit(x, y)
     before = fitted.predict(x[:50])
-    with pytest.raises(ValueError, match="1 class"):
-        fitted.fit(x, np.zeros_like(y))
-    np.testing.assert_array_equal(fitted.classes_, np.arange(10))
-    np.testing.assert_array_equal(fitted.predict(x[:50]), before)
+    failures = [
+        (np.zeros_like(y), "1 class"),  # refused before training
+        (y + 5, "NaN or infinite"),  # fails during training (lr below), after the labels were read
+    ]
+    for labels, expected in failures:
+        with pytest.raises((ValueError, TrainingDiverged), match=expected):
+            fitted.set_params(lr=1e38).fit(x[:, :20], labels)  # another width, too
+        np.testing.assert_array_equal(fitted.classes_, np.arange(10))
+        np.testing.assert_array_equal(fitted.predict(x[:50]), before)
     pieces = SoftmaxRegressionClassifier()
     with pytest.raises(ValueError, match="20 classes"):
         pieces.partial_fit(x, y, classes=np.arange(20))

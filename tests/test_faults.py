@@ -171,11 +171,14 @@ def test_a_checkpoint_that_cannot_be_written_on_ctrl_c_is_saved_elsewhere(tmp_pa
     out, end_epoch = tmp_path / "r", RunFolder.end_epoch
     monkeypatch.setattr(RunFolder, "end_epoch", lambda self, *a: (end_epoch(self, *a), interrupt_self()))
     fail_writes_into(monkeypatch, "interrupted", out)
-    assert main([*QUICK, "--dtype", "float64", "--out", str(out)]) == 1
-    line = assert_one_line_error((1, capsys.readouterr().err), 1, f"could not write into {out}", "after epoch 1")
-    rescued = Path(line.split("finish it with --resume ")[1].strip())
+    assert main([*QUICK, "--dtype", "float64", "--out", str(out)]) == 130  # still a Ctrl-C's status
+    err = capsys.readouterr().err
+    assert err.startswith(f"interrupted: could not write into {out} (") and "after epoch 1" in err
+    assert err.count("\n") == 1
+    rescued = Path(err.split("finish it with --resume ")[1].strip())
     monkeypatch.undo()
-    assert status(rescued)["status"] == "interrupted" and status(out)["status"] == "running"
+    assert status(rescued)["status"] == "interrupted" and "SIGINT" in status(rescued)["detail"]
+    assert status(out)["status"] == "running"
     try:
         assert main(["--resume", str(rescued), "--no-progress"]) == 0
         assert main([*QUICK, "--dtype", "float64", "--out", str(tmp_path / "whole")]) == 0
@@ -184,13 +187,13 @@ def test_a_checkpoint_that_cannot_be_written_on_ctrl_c_is_saved_elsewhere(tmp_pa
         shutil.rmtree(rescued)
 
 
-def test_a_diverged_run_that_cannot_be_written_keeps_its_last_good_epoch_elsewhere(tmp_path, capsys, monkeypatch):
+def test_a_diverged_run_that_cannot_be_written_keeps_its_weights_elsewhere(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r"
     monkeypatch.setattr(trainer, "epoch_lr", lambda config, epoch: 1e38 if epoch else config.lr)  # epoch 2 diverges
     fail_writes_into(monkeypatch, "diverged", out)
     assert main([*QUICK, "--no-normalize", "--out", str(out)]) == 1
     line = assert_one_line_error((1, capsys.readouterr().err), 1, "in epoch 2", f"could not write into {out}")
-    rescued = Path(line.split("; ")[-1].split(" holds the last good epoch")[0]).parent
+    rescued = Path(line.split("; saved ")[1].split(" instead")[0]).parent
     try:
         assert status(rescued)["status"] == "diverged" and not (rescued / "checkpoint.npz").exists()
         np.testing.assert_array_equal(
@@ -238,7 +241,7 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_like_an_uninterrupt
 
 def test_a_run_started_with_sigint_ignored_ignores_it(tmp_path):
     """``nohup`` and a script's background jobs start a command with SIGINT ignored: it stays ignored."""
-    proc = train_process(*QUICK, "--out", str(tmp_path / "a"), ignore_sigint=True)
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"), ignore_sigint=True)
     after_first_epoch(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
@@ -340,6 +343,29 @@ def test_a_move_out_of_the_staging_folder_that_fails_says_what_arrived(tmp_path,
     )
     first = line.split("only ")[1].split(" were saved")[0]
     assert [p.name for p in tmp_path.iterdir()] == [first]
+
+
+def test_a_command_that_raises_gives_the_caller_its_signal_handlers_back():
+    before = [signal.getsignal(s) for s in cli.SIGNALS]
+
+    def a_bug(argv):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        cli.run_cli(a_bug, [])
+    assert [signal.getsignal(s) for s in cli.SIGNALS] == before
+
+
+def test_a_path_the_terminal_cannot_print_is_escaped_not_fatal(tmp_path):
+    out = os.fsencode(tmp_path) + b"/run-\xff"  # not UTF-8: Python holds it as a lone surrogate
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # as in a UTF-8 terminal, say en_US.UTF-8
+    result = subprocess.run(
+        [sys.executable, "-m", "lr_from_scratch.train", *QUICK, "--epochs", "1", "--out", out],
+        capture_output=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    assert b"run-\\udcff" in result.stdout  # the path, escaped
+    assert status(Path(os.fsdecode(out)))["status"] == "finished"
 
 
 def test_once_a_command_is_done_an_interrupt_cannot_change_its_exit_status():
