@@ -65,14 +65,9 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, epochs=20, batch_size=64, lr=0.01, momentum=0.9, dampening=0.0, nesterov=False,
                  weight_decay=0.0, lr_step=10, lr_gamma=0.1, patience=10, val_split=0.1, init="torch", seed=0,
                  dtype="float32", backend="numba"):  # fmt: skip
-        self.epochs, self.batch_size, self.lr, self.momentum, self.dampening = (
-            epochs,
-            batch_size,
-            lr,
-            momentum,
-            dampening,
-        )
-        self.nesterov, self.weight_decay, self.lr_step, self.lr_gamma = nesterov, weight_decay, lr_step, lr_gamma
+        self.epochs, self.batch_size, self.lr, self.momentum = epochs, batch_size, lr, momentum
+        self.dampening, self.nesterov, self.weight_decay = dampening, nesterov, weight_decay
+        self.lr_step, self.lr_gamma = lr_step, lr_gamma
         self.patience, self.val_split, self.init, self.seed = patience, val_split, init, seed
         self.dtype, self.backend = dtype, backend
 

@@ -142,7 +142,9 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=path_arg, help="a run folder (of either package) or a model.npz")
     parser.add_argument(
-        "--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: $LR_FROM_SCRATCH_DATA or ~/.cache)"
+        "--data-dir",
+        type=path_arg,
+        help="folder with the IDX files of the dataset the model was trained on (default: as for training)",
     )
     parser.add_argument("--out", type=path_arg, metavar="DIR", help="where to write (default: beside the model)")
     parser.add_argument("--no-progress", action="store_true")

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
@@ -68,8 +70,6 @@ def replace_region(path: str | os.PathLike, name: str, text: str) -> None:
     page = Path(path).read_text()
     begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     if page.count(begin) != 1 or page.count(end) != 1:
-        from .errors import UserError
-
         raise UserError(f"{path}: markers {begin} ... {end} not found once each; cannot write its figures")
     head, rest = page.split(begin)
     write_text(path, head + begin + text + end + rest.split(end)[1])

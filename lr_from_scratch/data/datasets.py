@@ -19,11 +19,10 @@ from ..errors import ConfigError, DataError
 from ..files import write_bytes
 from .idx import check_images, check_labels, decompress, parse_idx
 from .sources import FASHION_MNIST_FILES, FILES, IDX_FILES, KMNIST_FILES, IdxFile, fetch_files, verify_idx_bytes
+from .sparse import MAX_COLUMNS
 
 DATA_DIR_ENV = "LR_FROM_SCRATCH_DATA"  #: MNIST's folder, when set
 TORCHVISION_SUBDIR = Path("MNIST") / "raw"
-#: Images of an ``idx`` dataset may have any size whose pixels a uint16 column index can number.
-MAX_PIXELS = np.iinfo(np.uint16).max
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def read_file(path: Path, file: IdxFile, spec: DatasetSpec) -> np.ndarray:
     data, archive = _idx_bytes(path)
     array = parse_idx(data, name, expected_magic=file.magic)
     if file.key.endswith("images"):
-        check_images(array, name, spec.image_shape, MAX_PIXELS)
+        check_images(array, name, spec.image_shape, MAX_COLUMNS)  # any size the sparse rows can number
     else:
         check_labels(array, name, n_classes=256 if spec.name == "idx" else 10)
     if file.count is not None and len(array) != file.count:

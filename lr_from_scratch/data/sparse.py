@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The most columns (features, pixels) a row can have: column numbers are stored as uint16.
+MAX_COLUMNS = int(np.iinfo(np.uint16).max)
+
 
 @dataclass(frozen=True)
 class SparseRows:
@@ -30,8 +33,7 @@ class SparseRows:
     def from_dense(cls, x: np.ndarray) -> SparseRows:
         """CSR of a dense (n, D) array (or (n, 28, 28)); zeros are dropped, the other values kept as they are."""
         x = np.ascontiguousarray(x.reshape(len(x), -1))
-        if x.shape[1] > np.iinfo(np.uint16).max:
-            raise ValueError(f"{x.shape[1]} features, at most {np.iinfo(np.uint16).max} supported")
+        _check_width(x.shape[1])
         mask = x != 0
         indptr = np.zeros(len(x) + 1, dtype=np.uint64)
         np.cumsum(mask.sum(axis=1), out=indptr[1:])
@@ -45,8 +47,7 @@ class SparseRows:
     @classmethod
     def from_csr(cls, x) -> SparseRows:
         """The rows of a ``scipy.sparse`` matrix (n, D) as they are, without a dense copy."""
-        if x.shape[1] > np.iinfo(np.uint16).max:
-            raise ValueError(f"{x.shape[1]} features, at most {np.iinfo(np.uint16).max} supported")
+        _check_width(x.shape[1])
         x = x.tocsr()
         if not x.has_canonical_format:  # one entry per (row, column), as from_dense gives; the caller's is kept
             x = x.copy()
@@ -55,3 +56,8 @@ class SparseRows:
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
+
+
+def _check_width(n_columns: int) -> None:
+    if n_columns > MAX_COLUMNS:
+        raise ValueError(f"{n_columns} features, at most {MAX_COLUMNS} supported")
