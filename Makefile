@@ -34,13 +34,14 @@ $(VISION_VENV)/.installed: pyproject.toml constraints-vision.txt
 	$(VISION_VENV)/bin/python -m pip install --quiet $(PIP_ARGS) -c constraints-vision.txt -e '.[dev,vision]'
 	touch $@
 
-# Every figure of the docs, from the project's own commands (about three minutes, the benchmarks page included).
-figures: $(VENV)/.installed
+# Every figure of the docs, from the project's own commands (about three minutes, the benchmarks page included;
+# the drawing page's picture needs Debian's Chromium, as the site's tests do).
+figures: $(VENV)/.installed $(SITE_ASSETS) browser
 	rm -rf runs/docs-figures
 	$(BIN)/python scripts/model_diagram.py
 	$(BIN)/python -m lr_from_scratch.explore --out docs/figures/explore --no-progress
 	$(BIN)/python -m lr_from_scratch.train --out runs/docs-figures --no-progress | tee docs/figures/training/train_output.txt
-	cp runs/docs-figures/metrics.json docs/figures/training/metrics.json
+	cp runs/docs-figures/metrics.json runs/docs-figures/model.npz docs/figures/training/
 	$(BIN)/python scripts/quote_outputs.py
 	$(BIN)/python scripts/patience.py
 	$(BIN)/python -m lr_from_scratch.evaluate runs/docs-figures/model.npz --out docs/figures/evaluation --no-progress
@@ -48,6 +49,8 @@ figures: $(VENV)/.installed
 	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training
 	$(BIN)/python -m lr_from_scratch.sweep --out docs/figures/training
 	$(BIN)/python -m benchmarks.report --no-progress
+	$(BIN)/python -m lr_from_scratch.demo runs/docs-figures --no-progress
+	$(BIN)/python scripts/demo_screenshot.py
 
 # On a GPU machine (no network, no pip: it runs from the checkout): the CUDA tests and docs/benchmarks-gpu.md.
 gpu:

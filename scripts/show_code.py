@@ -1,7 +1,8 @@
 """Code shown in the docs is the source itself: this writes it there.
 
 A page marks a block with ``<!-- code: PATH[:NAME] -->`` on the line before a fenced block; the block is the
-file ``PATH``, or its function, class or method ``NAME`` (``Class.method``, dedented), decorators included.
+file ``PATH``, or its function, class or method ``NAME`` (``Class.method``, dedented), decorators included; in
+a JavaScript file, ``NAME`` is a ``function NAME(...) {...}`` with the comment lines just above it.
 ``python scripts/show_code.py`` rewrites every such block in ``docs/*.md`` from the source;
 ``tests/test_docs.py`` fails when one differs, so a shown block cannot drift from the code it shows.
 """
@@ -23,6 +24,8 @@ def source_of(path: str, name: str | None) -> str:
     text = (REPO / path).read_text()
     if name is None:
         return text.rstrip("\n")
+    if path.endswith(".js"):
+        return _js_function(path, text.splitlines(), name)
     nodes = ast.parse(text).body
     for part in name.split("."):
         node = next((n for n in nodes if getattr(n, "name", None) == part), None)
@@ -31,6 +34,19 @@ def source_of(path: str, name: str | None) -> str:
         nodes = getattr(node, "body", [])
     start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
     return textwrap.dedent("\n".join(text.splitlines()[start - 1 : node.end_lineno]))
+
+
+def _js_function(path: str, lines: list[str], name: str) -> str:
+    """``function name(...) {`` to the ``}`` at its indentation, with the ``//`` lines just above, dedented."""
+    starts = [i for i, line in enumerate(lines) if re.match(rf"\s*function {re.escape(name)}\(", line)]
+    if len(starts) != 1:
+        raise LookupError(f"{path} has {len(starts)} functions {name}, expected one")
+    start = starts[0]
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+    end = next(i for i in range(start, len(lines)) if lines[i] == indent + "}")
+    while start > 0 and lines[start - 1].strip().startswith("//"):
+        start -= 1
+    return textwrap.dedent("\n".join(lines[start : end + 1]))
 
 
 def shown_blocks(page: Path) -> list[tuple[str, str | None, str]]:

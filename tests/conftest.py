@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,6 +14,14 @@ import pytest
 from lr_from_scratch.data import load_mnist
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (the scripts are run, not installed)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +83,21 @@ def random_batch(rng: np.random.Generator, batch: int, features: int = 784, clas
     w = (rng.normal(size=(classes, features)) * 0.05).astype(dtype)
     b = (rng.normal(size=classes) * 0.05).astype(dtype)
     return x, y, w, b
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """The docs site, built as ``make docs`` builds it, into a temporary folder."""
+    vendored = REPO / "docs" / "javascripts" / "vendor" / "VERSION"
+    assert vendored.is_file(), (
+        "the site's scripts are not vendored: run python scripts/vendor_assets.py (make test does)"
+    )
+    return load_script("browser").build_site(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium with no network beyond loopback (a proxy that does not exist), logging the console."""
+    driver = load_script("browser").chromium()
+    yield driver
+    driver.quit()

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 
 DOCS = REPO / "docs"
 
 
-def _script(name: str):
-    """``scripts/<name>.py``, which writes part of the docs (a script, not a package module)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_code_shown_in_the_docs_is_the_source():
-    show = _script("show_code")
+    show = load_script("show_code")
     shown = [(page.name, *block) for page in sorted(DOCS.glob("*.md")) for block in show.shown_blocks(page)]
     pages = {page for page, *_ in shown}
-    assert {"math.md", "numpy.md", "torch.md", "fast.md"} <= pages, f"the chapters that teach code show it: {pages}"
+    assert {"math.md", "numpy.md", "torch.md", "fast.md", "demo.md"} <= pages, (
+        f"the chapters that teach code show it: {pages}"
+    )
     for page, path, name, block in shown:
         assert block == show.source_of(path, name), (
             f"{page}: the block of {path}:{name} differs from the source; run python scripts/show_code.py"
@@ -99,7 +92,7 @@ def test_the_readme_python_examples_run():
 
 
 def test_the_model_diagram_is_the_one_its_script_draws():
-    assert _script("model_diagram").draw() == (DOCS / "figures" / "model" / "softmax_regression.svg").read_bytes()
+    assert load_script("model_diagram").draw() == (DOCS / "figures" / "model" / "softmax_regression.svg").read_bytes()
 
 
 def region(path, name: str) -> str:
@@ -114,10 +107,10 @@ def test_every_written_region_is_what_its_output_gives():
     for name, path in (("readme", REPO / "README.md"), ("epoch", REPO / "README.md"), ("fast", DOCS / "fast.md"),
                        ("torch", DOCS / "torch.md")):  # fmt: skip
         assert region(path, f"benchmarks:{name}") == quotes[name], f"{path.name}: run python -m benchmarks.report"
-    patience = _script("patience")
+    patience = load_script("patience")
     table = patience.table(json.loads((DOCS / "figures" / "training" / "patience.json").read_text()))
     assert region(DOCS / "training.md", "patience") == table
-    outputs = _script("quote_outputs")
+    outputs = load_script("quote_outputs")
     lines = outputs.OUTPUT.read_text().splitlines()
     assert region(REPO / "README.md", "output:train") == f"\n```text\n{outputs.excerpt(lines)}\n```\n"
     assert json.loads((DOCS / "figures" / "training" / "metrics.json").read_text())["test_accuracy"] >= 0.92

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 
-
-def _notebooks():
-    spec = importlib.util.spec_from_file_location("notebooks", REPO / "scripts" / "notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-NOTEBOOKS = _notebooks()
+NOTEBOOKS = load_script("notebooks")
 
 
 def test_every_chapter_with_examples_has_its_notebook_and_links_it():

@@ -49,6 +49,7 @@ DEFINITIONS = {
     "150 KB": "the bytes of buffers and weights one step touches: 784 rows x 16 lanes x 4 bytes x 3 arrays",
     "50 KB": "the float32 weights in the kernels' layout: 784 x 16 x 4 bytes",
     "4 KB": "the weights squeezed into a small table for an experiment: 64 rows x 16 lanes x 4 bytes",
+    "1%": "the share of the evidence maps' pixels that saturate their colour scale (SATURATED, demo/page.js)",
     "92%": "a round accuracy: the benchmarks' target, and the example of an exercise",
     "0.2": "a hypothetical difference of accuracy in an exercise",
     "90%": "an example accuracy in an exercise",
@@ -85,6 +86,7 @@ SOURCES = {
     "evaluation.md": ["figures/evaluation/evaluation.json"],
     "index.md": [],
     "gpu.md": [],
+    "demo.md": ["figures/training/metrics.json"],
 }
 FIGURE = re.compile(
     r"(?<![\w.,/$#-])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+)"  # the number (not an issue's #number)

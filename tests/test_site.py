@@ -5,54 +5,13 @@ from __future__ import annotations
 
 import functools
 import http.server
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from .conftest import REPO
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-VENDORED = REPO / "docs" / "javascripts" / "vendor" / "VERSION"
 PAGES = sorted(p.stem for p in (REPO / "docs").glob("*.md"))
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    assert VENDORED.is_file(), (
-        "the site's scripts are not vendored: run python scripts/vendor_assets.py (make test does)"
-    )
-    out = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
-        cwd=REPO, check=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium with no network beyond loopback (a proxy that does not exist), logging the console."""
-    assert CHROMIUM.is_file() and CHROMEDRIVER.is_file(), (
-        "Debian's chromium and chromium-driver are needed: make test installs them when run as root"
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--proxy-server=http://127.0.0.1:9",  # nowhere: loopback alone is reachable
-                 "--allow-file-access-from-files"):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def typeset(driver, url: str) -> dict:
