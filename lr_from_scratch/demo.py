@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -47,18 +48,31 @@ def encode(array: np.ndarray) -> dict:
     return {"dtype": array.dtype.name, "shape": list(array.shape), "base64": base64.b64encode(little).decode()}
 
 
+def read_examples(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(images, labels, indices, mistakes)`` of an ``examples.npz``; one :class:`UserError` line otherwise."""
+    try:
+        with np.load(path) as examples:
+            images, labels, indices, mistakes = (examples[k] for k in ("images", "labels", "indices", "mistakes"))
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise UserError(f"{path}: {error}; expected the {EXAMPLES} of python -m lr_from_scratch.demo") from None
+    return images, labels, indices, int(mistakes)
+
+
 def page_data(model_path: Path, metrics_path: Path, examples_path: Path) -> dict:
     """What the page loads: the model (weight (K, D), bias (K,), mean, std), the run's options and test accuracy
-    (``metrics.json`` of the run), and the examples."""
+    (``metrics.json`` of the run), and the examples. A file missing or malformed is one :class:`UserError`."""
     saved = load_model(model_path)
-    metrics = json.loads(Path(metrics_path).read_text())
-    with np.load(examples_path) as examples:
-        images, labels, indices, mistakes = (examples[k] for k in ("images", "labels", "indices", "mistakes"))
+    try:
+        metrics = json.loads(Path(metrics_path).read_text())
+        run = {"config": saved.config, "test_accuracy": metrics["test_accuracy"], "best_epoch": metrics["best_epoch"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{metrics_path}: {error!r}; expected a run's metrics.json") from None
+    images, labels, indices, mistakes = read_examples(examples_path)
     return {
         "model": {"weight": encode(saved.weight), "bias": encode(saved.bias), "mean": saved.mean, "std": saved.std},
-        "run": {"config": saved.config, "test_accuracy": metrics["test_accuracy"], "best_epoch": metrics["best_epoch"]},
+        "run": run,
         "examples": {"images": encode(images), "labels": labels.tolist(), "indices": indices.tolist(),
-                     "mistakes": int(mistakes)},
+                     "mistakes": mistakes},
     }  # fmt: skip
 
 

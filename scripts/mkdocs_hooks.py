@@ -25,7 +25,7 @@ def on_post_build(config, **kwargs) -> None:
         data = page_data(
             figures / "training" / "model.npz", figures / "training" / "metrics.json", figures / "demo" / EXAMPLES
         )
-    except (OSError, KeyError, ValueError, UserError) as error:
+    except UserError as error:
         raise PluginError(f"the drawing page's data: {error}; make figures writes what it needs") from None
     path = Path(config["site_dir"]) / DATA_JS
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -122,5 +122,5 @@
     return new types[encoded.dtype](bytes.buffer);
   }
 
-  window.LrDemo = { FIELD, BOX, roundHalfDown, areaWeights, reduceToField, scale, softmax, forward, decode };
+  window.LrDemo = { FIELD, BOX, TIE, roundHalfDown, areaWeights, reduceToField, scale, softmax, forward, decode };
 })();

@@ -9,6 +9,7 @@
   const PEN = 22; // the pen's width there: MNIST's strokes, about 2 pixels, once a digit is 20 pixels tall
   const STEP = 10; // how far an arrow key moves the pen (Shift: a fifth of it)
   const SATURATED = 0.01; // the share of the evidence maps' pixels that reach the end of their colour scale
+  const FAINT = 8 / 255; // canvas values below this are no ink: some browsers add noise to the pixels they read
 
   function make(tag, attributes = {}, ...children) {
     const node = document.createElement(tag);
@@ -19,6 +20,10 @@
 
   function percent(p) {
     return (100 * p).toFixed(1) + "%";
+  }
+
+  function aDigit(d) {
+    return d === 8 ? "an 8" : `a ${d}`;
   }
 
   // Paint values (28 * 28) onto a 28x28 canvas, each through colour(v) -> [r, g, b].
@@ -51,9 +56,10 @@
       make("code", {}, "make figures"),
       "): ",
       make("code", {}, "python -m lr_from_scratch.train"),
-      ` with backend ${c.backend}, seed ${c.seed}, batch ${c.batch_size}, learning rate ${c.lr}, up to ` +
-        `${c.epochs} epochs, the model of epoch ${run.best_epoch} kept. It classifies ` +
-        `${percent(run.test_accuracy)} of MNIST's test images correctly.`,
+      ` with backend ${c.backend}, seed ${c.seed}, batch ${c.batch_size}, learning rate ${c.lr} (times ` +
+        `${c.lr_gamma} every ${c.lr_step} epochs), momentum ${c.momentum}, up to ${c.epochs} epochs, the model ` +
+        `of epoch ${run.best_epoch} kept. It classifies ${percent(run.test_accuracy)} of MNIST's test images ` +
+        "correctly.",
     ];
   }
 
@@ -86,9 +92,8 @@
       modes.append(make("label", { for: radio.id }, radio, " " + text));
     }
     const canvas = make("canvas", {
-      id: "lr-demo-canvas", width: SIDE, height: SIDE, tabindex: "0", role: "img",
-      "aria-label": "Drawing area. Draw with a mouse, a finger or a pen; or with the keyboard: Space puts the " +
-        "pen down or lifts it, the arrow keys move it (Shift for small steps), Delete clears.",
+      id: "lr-demo-canvas", width: SIDE, height: SIDE, tabindex: "0", role: "application",
+      "aria-roledescription": "drawing pad", "aria-label": "Draw a digit", "aria-describedby": "lr-demo-keys",
     });
     const cursor = make("canvas", { class: "lr-demo__cursor", width: SIDE, height: SIDE, "aria-hidden": "true" });
     const clear = make("button", { type: "button", id: "lr-demo-clear", class: "md-button" }, "Clear");
@@ -96,9 +101,9 @@
       "div", { id: "lr-demo-draw", class: "lr-demo__panel" },
       make("div", { class: "lr-demo__pad" }, canvas, cursor),
       clear,
-      make("p", { class: "lr-demo__hint" },
-        "Mouse, finger or pen. Keyboard: focus the square, Space to put the pen down or lift it, arrows to " +
-        "move it (Shift: small steps), Delete to clear."),
+      make("p", { class: "lr-demo__hint", id: "lr-demo-keys" },
+        "Mouse, finger or pen. Keyboard: focus the square, Space or Enter to put the pen down or lift it, the " +
+        "arrows to move it (Shift: small steps), Delete or Backspace to clear."),
     );
     const select = make("select", { id: "lr-demo-example" });
     const testPanel = make(
@@ -131,7 +136,7 @@
         make("div", { class: "lr-demo__result" },
           make("figure", { class: "lr-demo__input" }, input, make("figcaption", {}, "the model's input, 28x28")),
           summary, bars)),
-      make("h3", {}, "The evidence for each digit: w", make("sub", {}, "k"), " × x"),
+      make("h3", {}, "The evidence for each digit: w", make("sub", {}, "k"), " ⊙ x, pixel by pixel"),
       make("p", {},
         "Red pixels push towards the digit, blue ones away, on one colour scale for all ten (the strongest " +
         `${100 * SATURATED}% of pixels saturate it). z is the logit: the sum of the map, plus the bias.`),
@@ -147,8 +152,8 @@
     for (let k = 0; k < K; k++) groups.push(make("optgroup", { label: `Digit ${k}` }));
     data.examples.labels.forEach((label, i) => {
       const v = verdicts[i], wrong = v.predicted !== label;
-      const text = `test image ${data.examples.indices[i]}: a ${label}` +
-        (wrong ? `, taken for a ${v.predicted} (${percent(v.confidence)})` : "");
+      const text = `test image ${data.examples.indices[i]}: ${aDigit(label)}` +
+        (wrong ? `, taken for ${aDigit(v.predicted)} (${percent(v.confidence)})` : "");
       groups[i < data.examples.mistakes ? 0 : 1 + label].append(make("option", { value: String(i) }, text));
     });
     select.append(...groups.filter((g) => g.children.length));
@@ -164,6 +169,7 @@
         const p = result ? result.probabilities[k] : 0;
         bar[k].fill.style.width = percent(p);
         bar[k].value.textContent = result ? percent(p) : "";
+        bar[k].row.title = k === predicted ? "the prediction" : k === label ? "the label" : "";
         bar[k].row.classList.toggle("is-predicted", k === predicted);
         bar[k].row.classList.toggle("is-label", k === label);
       }
@@ -190,14 +196,14 @@
     ink.lineWidth = PEN;
     ink.lineCap = ink.lineJoin = "round";
     ink.strokeStyle = ink.fillStyle = "#fff";
-    function inkValues() {
+    function inkValues() { // the canvas's red channel in [0, 1], the faintest values taken for none
       const rgba = ink.getImageData(0, 0, SIDE, SIDE).data;
-      return Float64Array.from({ length: SIDE * SIDE }, (_, i) => rgba[4 * i] / 255);
+      return Float64Array.from({ length: SIDE * SIDE }, (_, i) => (rgba[4 * i] / 255 < FAINT ? 0 : rgba[4 * i] / 255));
     }
     function showDrawing() {
       show(M.reduceToField(inkValues(), SIDE, SIDE));
     }
-    let last = null, pending = false;
+    let last = null, pending = false, drawing = null; // drawing: the pointer that draws, one at a time
     function strokeTo(point) { // a line from the last point, or a dot where a stroke begins
       ink.beginPath();
       if (last === null) {
@@ -219,20 +225,32 @@
       const box = canvas.getBoundingClientRect();
       return [(event.clientX - box.left) * SIDE / box.width, (event.clientY - box.top) * SIDE / box.height];
     }
+    // While a stroke goes on, the summary changes every frame: screen readers hear it once the stroke ends.
+    function quiet(busy) {
+      summary.setAttribute("aria-busy", String(busy));
+    }
     canvas.addEventListener("pointerdown", (event) => {
       event.preventDefault();
+      if (drawing !== null || event.button !== 0) return; // a second finger, or not the main button
+      drawing = event.pointerId;
       canvas.setPointerCapture(event.pointerId);
+      quiet(true);
       last = null;
       strokeTo(at(event));
       later();
     });
     canvas.addEventListener("pointermove", (event) => {
-      if (last === null || !canvas.hasPointerCapture(event.pointerId)) return;
+      if (event.pointerId !== drawing) return;
       strokeTo(at(event));
       later();
     });
     for (const type of ["pointerup", "pointercancel"]) {
-      canvas.addEventListener(type, () => { last = null; showDrawing(); });
+      canvas.addEventListener(type, (event) => {
+        if (event.pointerId !== drawing) return;
+        drawing = last = null;
+        quiet(false);
+        showDrawing();
+      });
     }
 
     // The keyboard's pen, drawn on a layer above the canvas while the canvas has the focus.
@@ -258,6 +276,7 @@
       } else if (event.key === " " || event.key === "Enter") {
         pen.down = !pen.down;
         last = null;
+        quiet(pen.down);
         if (pen.down) strokeTo(pen.at);
       } else if (event.key === "Delete" || event.key === "Backspace") {
         blank();
@@ -275,6 +294,7 @@
       blank();
       pen.down = false;
       last = null;
+      quiet(false);
       showDrawing();
     });
 
@@ -296,7 +316,7 @@
     // The picture of the page, for where it cannot run, is not needed where it does.
     for (const node of document.querySelectorAll(".lr-demo-static")) node.style.display = "none";
     // For the tests and the curious (in the browser's console): the data, the model's functions, the state.
-    window.LrDemoPage = { data, model, analyse, exampleField, inkValues, current: () => current, ready: true };
+    window.LrDemoPage = { SIDE, data, model, analyse, exampleField, inkValues, current: () => current, ready: true };
   }
 
   const root = document.getElementById("lr-demo");
