@@ -46,6 +46,7 @@ from .impls import (
 
 BASELINE = "torch-cpu"  # "PyTorch CPU eager": what the ratios are relative to
 QUOTED = ("numba", "numpy", "torch-cpu")  # what README.md and docs/fast.md quote
+REPO = Path(__file__).resolve().parent.parent
 #: The rows of docs/torch.md's table: implementation -> the command that runs it.
 TORCH_TABLE = {
     "numba": "python -m lr_from_scratch.train",
@@ -382,11 +383,10 @@ def _main(argv) -> int:
         write_bytes(stage / f"{name}.png", figure(result))
         write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
     print(f"wrote {out / name}.md, .png and .json")
-    repo = Path(__file__).resolve().parent.parent
-    if out.resolve() == (repo / "docs").resolve() and name == "benchmarks":
+    if out.resolve() == (REPO / "docs").resolve() and name == "benchmarks":
         measured, default = set(result["epoch_samples_per_second"]), TrainConfig().batch_size
         if set(QUOTED) <= measured and default in opts["sizes"]:
-            readme, docs = repo / "README.md", repo / "docs"
+            readme, docs = REPO / "README.md", REPO / "docs"
             files = {"readme": readme, "epoch": readme, "fast": docs / "fast.md", "torch": docs / "torch.md"}
             update_quotes(result, files)
             print("updated the figures README.md, docs/fast.md and docs/torch.md quote")

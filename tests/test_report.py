@@ -136,3 +136,40 @@ def test_the_peak_is_measured_without_the_variables_that_hold_blas_back(monkeypa
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     peak = machine_peak(256)
     assert peak["blas"] == free and peak["gflops"] > 0
+
+
+@pytest.fixture
+def docs_copy(tmp_path, monkeypatch):
+    """A copy of the files the report quotes into, standing in for the repository's."""
+    import shutil
+
+    import benchmarks.report
+
+    from .conftest import REPO
+
+    (tmp_path / "docs").mkdir()
+    for name in ("README.md", "docs/fast.md", "docs/torch.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    monkeypatch.setattr(benchmarks.report, "REPO", tmp_path)
+    return tmp_path
+
+
+def test_a_page_without_what_the_quotes_need_leaves_them_alone(docs_copy, capsys):
+    before = {p: p.read_bytes() for p in (docs_copy / "README.md", docs_copy / "docs" / "fast.md")}
+    out = docs_copy / "docs"
+    assert main([*FAST, "--impls", "numba,numpy", "--no-accuracy", "--out", str(out)]) == 0  # no torch-cpu, no 64
+    assert "left the quotes in README.md and docs/ as they were: they need numba, numpy, torch-cpu at batch 64" in (
+        capsys.readouterr().out
+    )
+    assert {p: p.read_bytes() for p in before} == before and (out / "benchmarks.md").is_file()
+
+
+def test_a_page_with_what_the_quotes_need_rewrites_them(docs_copy, capsys):
+    readme = docs_copy / "README.md"
+    before = readme.read_text()
+    args = ["--quick", "--rounds", "1", "--batch-sizes", "64", "--impls", "numba,numpy,torch-cpu", "--no-accuracy"]
+    assert main([*args, "--no-progress", "--out", str(docs_copy / "docs")]) == 0
+    assert "updated the figures README.md, docs/fast.md and docs/torch.md quote" in capsys.readouterr().out
+    result = json.loads((docs_copy / "docs" / "benchmarks.json").read_text())
+    after = readme.read_text()
+    assert after != before and f"{result['epoch_samples_per_second']['numba']['64']:,.0f}" in after
