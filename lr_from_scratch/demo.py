@@ -32,9 +32,12 @@ EXAMPLES = "examples.npz"
 N_MISTAKES, PER_CLASS = 50, 20  #: how many confident mistakes, and how many of each digit, the page offers
 
 
-def pick_examples(probs: np.ndarray, labels: np.ndarray, n_mistakes: int = N_MISTAKES, per_class: int = PER_CLASS):
-    """Indices of the examples: the ``n_mistakes`` most confident mistakes (most confident first), then the
-    first ``per_class`` of each class in test-set order that are not among them. probs (N, K), labels (N,)."""
+def pick_examples(
+    probs: np.ndarray, labels: np.ndarray, n_mistakes: int = N_MISTAKES, per_class: int = PER_CLASS
+) -> tuple[np.ndarray, int]:
+    """``(indices, how many of them are mistakes)``: the ``n_mistakes`` most confident mistakes (most confident
+    first), then the first ``per_class`` of each class in test-set order that are not among them.
+    probs (N, K), labels (N,)."""
     mistakes = m.most_confident_mistakes(probs, labels, n_mistakes)
     rest = np.setdiff1d(np.arange(len(labels)), mistakes)  # sorted: test-set order
     firsts = [rest[labels[rest] == k][:per_class] for k in range(probs.shape[1])]
@@ -87,9 +90,10 @@ def build_parser() -> ArgumentParser:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     saved = load_model(args.model)
-    if saved.config.get("dataset", "mnist") != "mnist" or saved.weight.shape != (10, FIELD * FIELD):
+    dataset = saved.config.get("dataset", "mnist")
+    if dataset != "mnist" or saved.weight.shape != (10, FIELD * FIELD):
         raise UserError(
-            f"{args.model}: a model of {saved.config.get('dataset')} with weight {saved.weight.shape}; the page "
+            f"{args.model}: a model of {dataset} with weight {saved.weight.shape}; the page "
             f"draws MNIST digits: expected a model trained on MNIST, weight (10, {FIELD * FIELD})"
         )
     out = writable_folder(args.out, "--out")
