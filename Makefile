@@ -96,5 +96,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev,docs,peers]'
 	touch $@
 
+# Numba's compiled kernels (*.nbi, *.nbc) live in __pycache__ beside the source; an edit that moves a kernel's
+# line leaves the old entries behind, so clean removes the caches whole.
 clean:
 	rm -rf $(VENV) $(VISION_VENV) .pytest_cache .benchmarks build *.egg-info
+	find lr_from_scratch torch_ref benchmarks scripts tests -name __pycache__ -type d -prune -exec rm -rf {} +
