@@ -105,6 +105,18 @@ def test_the_model_reads_reduced_test_digits_as_well_as_the_originals(mnist):
     assert accuracy >= original - 0.01, (accuracy, original)
 
 
+def test_the_docs_model_is_the_run_its_figures_describe(mnist):
+    """model.npz, metrics.json and the evaluation figures come from one run of make figures."""
+    saved = load_model(MODEL)
+    predicted = (
+        scale_images(mnist.test_images, saved.mean, saved.std, "float64") @ saved.weight.T + saved.bias
+    ).argmax(1)
+    accuracy = (predicted == mnist.test_labels).mean()
+    evaluation = json.loads((FIGURES / "evaluation" / "evaluation.json").read_text())
+    assert accuracy == evaluation["accuracy"]  # both in float64
+    assert abs(accuracy - json.loads(METRICS.read_text())["test_accuracy"]) <= 2 / len(predicted)  # trained in float32
+
+
 # The test images the page offers.
 
 
