@@ -1,7 +1,8 @@
 """The site in Debian's headless Chromium, with no network: what the site's tests and its screenshot share.
 
 :func:`build_site` builds the site as ``make docs`` does; :func:`chromium` starts the browser, which can reach
-loopback alone; :func:`pointer_strokes` draws on an element with a mouse or a finger, as a visitor would.
+loopback alone; :func:`pointer_strokes` draws on an element with a mouse or a finger, as a visitor would;
+:func:`severe_messages` is what the page logged as errors.
 """
 
 from __future__ import annotations
@@ -66,3 +67,8 @@ def pointer_strokes(driver, element, strokes, kind: str = "mouse") -> None:
                 pointer.pointer_down()
         pointer.pointer_up()
     actions.perform()
+
+
+def severe_messages(driver) -> list[str]:
+    """The console's errors (level SEVERE) since they were last read: a page that works logs none."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

@@ -11,7 +11,13 @@ import math
 
 import numpy as np
 import pytest
+from mkdocs.exceptions import PluginError
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
+from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import scale_images
 from lr_from_scratch.data.field import BOX, FIELD, TIE, area_weights, round_half_down, to_mnist_field
 from lr_from_scratch.demo import EXAMPLES, N_MISTAKES, PER_CLASS, encode, pick_examples
@@ -24,6 +30,13 @@ FIGURES = REPO / "docs" / "figures"
 MODEL, METRICS, EXAMPLES_NPZ = (FIGURES / "training" / "model.npz", FIGURES / "training" / "metrics.json",
                                 FIGURES / "demo" / EXAMPLES)  # fmt: skip
 BROWSER = load_script("browser")
+
+
+def docs_probabilities(images: np.ndarray) -> np.ndarray:
+    """uint8 images (n, 28, 28) -> (n, 10): the docs' model, by the NumPy reference in float64."""
+    saved = load_model(MODEL)
+    model = SoftmaxRegression(saved.weight.astype(np.float64), saved.bias.astype(np.float64))
+    return model.predict_proba(scale_images(images, saved.mean, saved.std, "float64"))
 
 
 # The reduction, in Python.
@@ -107,10 +120,7 @@ def test_the_model_reads_reduced_test_digits_as_well_as_the_originals(mnist):
 
 def test_the_docs_model_is_the_run_its_figures_describe(mnist):
     """model.npz, metrics.json and the evaluation figures come from one run of make figures."""
-    saved = load_model(MODEL)
-    predicted = (
-        scale_images(mnist.test_images, saved.mean, saved.std, "float64") @ saved.weight.T + saved.bias
-    ).argmax(1)
+    predicted = docs_probabilities(mnist.test_images).argmax(axis=1)
     accuracy = (predicted == mnist.test_labels).mean()
     evaluation = json.loads((FIGURES / "evaluation" / "evaluation.json").read_text())
     assert accuracy == evaluation["accuracy"]  # both in float64
@@ -146,7 +156,7 @@ def test_the_examples_are_test_images_with_their_labels_and_the_models_worst_mis
     np.testing.assert_array_equal(images, mnist.test_images[indices])
     np.testing.assert_array_equal(labels, mnist.test_labels[indices])
     assert len(set(indices.tolist())) == len(indices) == N_MISTAKES + 10 * PER_CLASS
-    saved = load_model(MODEL)
+    saved = load_model(MODEL)  # the confidence computed here on its own, not by the code that picked them
     logits = scale_images(mnist.test_images, saved.mean, saved.std, "float64") @ saved.weight.T + saved.bias
     confidence = 1 / np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)  # softmax's largest
     wrong = np.flatnonzero(logits.argmax(axis=1) != mnist.test_labels)
@@ -156,8 +166,6 @@ def test_the_examples_are_test_images_with_their_labels_and_the_models_worst_mis
 
 def test_the_demo_command_refuses_a_model_of_other_images(tmp_path):
     config = load_model(MODEL).config
-    from lr_from_scratch.config import TrainConfig
-
     save_model(tmp_path / "model.npz", np.zeros((10, 100), np.float32), np.zeros(10, np.float32), 0.0, 1.0,
                TrainConfig(**{**config, "dataset": "idx"}))  # fmt: skip
     result = run_module("lr_from_scratch.demo", str(tmp_path / "model.npz"), "--out", str(tmp_path / "out"))
@@ -199,7 +207,6 @@ def test_the_built_site_holds_the_docs_model_bit_for_bit(site):
 
 @pytest.mark.parametrize("fault", ["no model", "metrics not json", "examples cut short"])
 def test_the_site_build_says_in_one_line_what_the_page_lacks(tmp_path, fault):
-    from mkdocs.exceptions import PluginError
 
     figures = tmp_path / "docs" / "figures"
     (figures / "training").mkdir(parents=True)
@@ -228,12 +235,11 @@ def page(site, browser):
     browser.get((site / "demo.html").as_uri())
     assert browser.execute_script("return window.LrDemoPage && window.LrDemoPage.ready") is True
     yield browser
-    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert BROWSER.severe_messages(browser) == []
 
 
 def state(driver) -> dict:
     """What the page shows now: its input field, probabilities, prediction, and the summary line."""
-    from selenium.webdriver.common.by import By
 
     shown = driver.execute_script(
         """const c = LrDemoPage.current();
@@ -249,12 +255,9 @@ def state(driver) -> dict:
 
 
 def test_the_pages_probabilities_are_numpys_for_every_test_image_it_offers(page):
-    saved = load_model(MODEL)
     with np.load(EXAMPLES_NPZ) as examples:
         images = examples["images"]
-    expected = SoftmaxRegression(saved.weight.astype(np.float64), saved.bias.astype(np.float64)).predict_proba(
-        scale_images(images, saved.mean, saved.std, "float64")
-    )
+    expected = docs_probabilities(images)
     got = np.array(page.execute_script(
         "return Array.from({length: arguments[0]}, (_, i) => "
         "Array.from(LrDemoPage.analyse(LrDemoPage.exampleField(i)).probabilities));", len(images)
@@ -266,8 +269,6 @@ def test_the_pages_probabilities_are_numpys_for_every_test_image_it_offers(page)
 def test_the_evidence_maps_are_w_times_x_and_painted_by_their_sign(page):
     """A test image's ten maps equal NumPy's ``W * x``, sum with their biases to the logits, and are painted red
     where the evidence is positive, blue where it is negative, the strongest at full colour."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
 
     i = 3
     saved = load_model(MODEL)
@@ -325,7 +326,6 @@ RING = [[(0.5 + 0.3 * math.sin(2 * math.pi * t / 24), 0.5 - 0.36 * math.cos(2 * 
 
 
 def test_a_bar_drawn_with_a_mouse_is_a_1_and_clearing_clears(page):
-    from selenium.webdriver.common.by import By
 
     BROWSER.pointer_strokes(page, page.find_element(By.ID, "lr-demo-canvas"), BAR, "mouse")
     shown = state(page)
@@ -342,7 +342,6 @@ def test_a_bar_drawn_with_a_mouse_is_a_1_and_clearing_clears(page):
 
 
 def test_a_ring_drawn_with_a_finger_is_a_0(page):
-    from selenium.webdriver.common.by import By
 
     BROWSER.pointer_strokes(page, page.find_element(By.ID, "lr-demo-canvas"), RING, "touch")
     shown = state(page)
@@ -354,7 +353,6 @@ def test_a_ring_drawn_with_a_finger_is_a_0(page):
 
 
 def test_a_second_finger_does_not_draw(page):
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
     canvas = page.find_element("id", "lr-demo-canvas")
     half = canvas.size["height"] // 2
@@ -372,7 +370,6 @@ def test_a_second_finger_does_not_draw(page):
 
 
 def test_the_drawing_waits_while_a_test_image_is_shown(page):
-    from selenium.webdriver.common.by import By
 
     BROWSER.pointer_strokes(page, page.find_element(By.ID, "lr-demo-canvas"), BAR)
     drawn = state(page)
@@ -386,7 +383,6 @@ def test_the_drawing_waits_while_a_test_image_is_shown(page):
 
 
 def test_the_keyboard_draws_too(page):
-    from selenium.webdriver.common.keys import Keys
 
     canvas = page.find_element("id", "lr-demo-canvas")
     canvas.send_keys(Keys.ARROW_UP * 8, Keys.SPACE, Keys.ARROW_DOWN * 16, Keys.SPACE)  # a vertical stroke
@@ -398,13 +394,10 @@ def test_the_keyboard_draws_too(page):
 
 
 def test_a_test_image_picked_with_the_keyboard_shows_what_numpy_says(page):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
-    saved = load_model(MODEL)
     with np.load(EXAMPLES_NPZ) as examples:
         images, labels, indices = examples["images"], examples["labels"], examples["indices"]
-    predicted = (scale_images(images, saved.mean, saved.std, "float64") @ saved.weight.T + saved.bias).argmax(1)
+    predicted = docs_probabilities(images).argmax(axis=1)
     page.find_element(By.ID, "lr-demo-mode-test").send_keys(Keys.SPACE)
     assert page.find_element(By.ID, "lr-demo-draw").is_displayed() is False
     select = page.find_element(By.ID, "lr-demo-example")
@@ -425,7 +418,6 @@ def test_a_test_image_picked_with_the_keyboard_shows_what_numpy_says(page):
 
 
 def test_the_page_says_which_run_it_shows_and_hides_its_picture(page):
-    from selenium.webdriver.common.by import By
 
     metrics, config = json.loads(METRICS.read_text()), load_model(MODEL).config
     run = page.find_element(By.CSS_SELECTOR, ".lr-demo__run").text

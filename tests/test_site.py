@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 
+BROWSER = load_script("browser")
 PAGES = sorted(p.stem for p in (REPO / "docs").glob("*.md"))
 
 
@@ -35,10 +36,6 @@ def typeset(driver, url: str) -> dict:
     )
 
 
-def severe_console_messages(driver) -> list[str]:
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_every_formula_is_typeset_from_disk_without_network(site, browser, page):
     result = typeset(browser, (site / f"{page}.html").as_uri())
@@ -46,7 +43,7 @@ def test_every_formula_is_typeset_from_disk_without_network(site, browser, page)
     assert result["raw"] == [], f"{page}: formulas left as TeX: {result['raw']}"
     assert result["typeset"] == result["formulas"]
     assert all(url.startswith(("file:", "data:")) for url in result["resources"]), result["resources"]
-    assert severe_console_messages(browser) == []
+    assert BROWSER.severe_messages(browser) == []
 
 
 def test_the_pages_with_formulas_have_them(site, browser):
