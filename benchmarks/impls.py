@@ -25,7 +25,7 @@ from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, epoch_order, prepare
 from lr_from_scratch.trainer import TrainState, fit, train_epoch
 
-#: name -> (backend, device, torch loader or "compile")
+#: name -> (backend, device, torch loader, or "compile" / "graphs": the tensor loader's step compiled / replayed)
 IMPLEMENTATIONS = {
     "numpy": ("numpy", None, None),
     "numba-naive": ("numba-naive", None, None),
@@ -37,6 +37,7 @@ IMPLEMENTATIONS = {
     "torch-cpu-compile": ("torch", "cpu", "compile"),
     "torch-cuda": ("torch", "cuda", "tensor"),
     "torch-cuda-compile": ("torch", "cuda", "compile"),
+    "torch-cuda-graphs": ("torch", "cuda", "graphs"),
     "jax-cpu": ("jax", "cpu", None),
     "jax-cuda": ("jax", "cuda", None),
 }
@@ -151,8 +152,9 @@ def _backend(name: str, config: TrainConfig, splits):
         from torch_ref.backend import TorchBackend
 
         torch.backends.cuda.matmul.allow_tf32 = False
-        compiled = loader == "compile"  # torch.compile of the step, on tensors in memory
-        return TorchBackend(config, splits, torch.device(device), "tensor" if compiled else loader, compile=compiled)
+        variant = dict(compile=loader == "compile", cuda_graphs=loader == "graphs")  # both on tensors in memory
+        loader = "tensor" if any(variant.values()) else loader
+        return TorchBackend(config, splits, torch.device(device), loader, **variant)
     return make_backend(config, splits)
 
 

@@ -16,5 +16,5 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_equivalen
     tests/test_torch_ref.py -k "not textbook_script_runs_by_itself"
 echo "== the benchmark page of this GPU"
 python3 -m benchmarks.report --out docs --name benchmarks-gpu --no-progress \
-    --impls cuda,torch-cuda,torch-cuda-compile,jax-cuda,numba,torch-cpu,jax-cpu
+    --impls cuda,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu
 if [ -n "${OUT:-}" ]; then cp docs/benchmarks-gpu.md docs/benchmarks-gpu.png docs/benchmarks-gpu.json "$OUT"/; fi

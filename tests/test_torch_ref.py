@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from lr_from_scratch.config import TrainConfig
-from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, default_data_dir, epoch_order, prepare
+from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, batch_slices, default_data_dir, epoch_order, prepare
+from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.saved import load_checkpoint, load_model, save_checkpoint
-from lr_from_scratch.trainer import TrainingInterrupted, TrainState, epoch_lr, fit
+from lr_from_scratch.trainer import TrainingInterrupted, TrainState, epoch_lr, fit, train_epoch
 from torch_ref import textbook
 from torch_ref.backend import TorchBackend
 from torch_ref.model import to_arrays
@@ -23,6 +24,7 @@ from torch_ref.train import main
 from .conftest import assert_one_line_error, run_module, run_python
 
 QUICK = ["--limit", "3000", "--epochs", "3", "--no-progress"]
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CUDA graphs need a GPU")
 
 
 def test_run_folder_holds_the_shared_outputs_and_a_state_dict(tmp_path, capsys):
@@ -169,3 +171,48 @@ def test_the_compiled_step_takes_the_steps_of_the_eager_one(mnist):
         fit(backend, config, progress=False, log=None)
     np.testing.assert_allclose(compiled.params()[0], eager.params()[0], rtol=0, atol=1e-12)
     assert compiled.info["compiled"] and not eager.info["compiled"]
+
+
+def test_cuda_graphs_on_the_cpu_are_one_line_exit_2(tmp_path, capsys):
+    code = main([*QUICK, "--device", "cpu", "--cuda-graphs", "--out", str(tmp_path / "r")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, "--cuda-graphs needs a CUDA device, got --device cpu")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [(dict(loader="dataloader"), "got --loader dataloader: drop --loader"), (dict(compile=True), "one of the two")],
+)
+def test_cuda_graphs_refuse_what_they_cannot_replay(mnist, options, expected):
+    """Refused before anything touches a GPU, so the refusal holds on any machine."""
+    config = TrainConfig(limit=100)
+    with pytest.raises(ConfigError, match=expected):
+        TorchBackend(config, prepare(mnist, config), torch.device("cuda"), cuda_graphs=True, **options)
+
+
+@CUDA
+@pytest.mark.parametrize(("dtype", "atol"), [("float64", 1e-12), ("float32", 1e-6)])
+def test_cuda_graphs_take_the_steps_of_the_eager_step(mnist, dtype, atol):
+    """Replayed blocks are the eager steps: momentum, Nesterov and weight decay, a short last batch, a learning
+    rate that changes every 2 epochs (recorded again) and a checkpoint loaded into a running backend (recordings
+    dropped, then made again)."""
+    config = TrainConfig(limit=3000, val_split=0, epochs=4, lr_step=2, momentum=0.9, nesterov=True,
+                         weight_decay=1e-3, dtype=dtype)  # fmt: skip
+    splits = prepare(mnist, config)
+    eager, graphed = (TorchBackend(config, splits, torch.device("cuda"), cuda_graphs=g) for g in (False, True))
+    for backend in (eager, graphed):
+        fit(backend, config, progress=False, log=None)
+    # 3000 images: 46 batches of 64 and one of 56, in calls of 16: two shapes of block, both recorded
+    assert sorted(len(sizes) for sizes in graphed._graphs.recordings) == [15, 16]
+    for mine, theirs in zip(graphed.params(), eager.params(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=atol)
+
+    graphed.load_state(eager.state())
+    assert not graphed._graphs.recordings
+    batches = batch_slices(graphed.n_train, config.batch_size)
+    for epoch in range(config.epochs, config.epochs + 2):
+        for backend in (eager, graphed):
+            train_epoch(backend, config, TrainState(epoch=epoch), batches)
+    assert len(graphed._graphs.recordings) == 2
+    for mine, theirs in zip(graphed.params(), eager.params(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=atol)

@@ -9,13 +9,28 @@ from torch.utils.data import DataLoader, Subset
 
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import Splits
+from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.model import initial_params
 from lr_from_scratch.optim import momentum_buffer_key
 
 from .data import DTYPES, as_dataset, as_tensors, torchvision_parts
+from .graphs import GraphedBlocks
 from .model import from_arrays, to_arrays
 
 LOADERS = ("tensor", "dataloader", "torchvision")
+
+
+def check_cuda_graphs(cuda_graphs: bool, device: torch.device, loader: str, compile: bool) -> None:
+    """CUDA graphs replay launches on a GPU over tensors that stay where they are: the tensor loader on CUDA,
+    eager steps (``torch.compile``'s ``reduce-overhead`` mode is its own way to them)."""
+    if not cuda_graphs:
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"--cuda-graphs needs a CUDA device, got --device {device.type}: use --device cuda")
+    if loader != "tensor":
+        raise ConfigError(f"--cuda-graphs replays steps over tensors on the GPU, got --loader {loader}: drop --loader")
+    if compile:
+        raise ConfigError("--cuda-graphs records the eager step; --compile compiles it: give one of the two")
 
 
 class TorchBackend:
@@ -25,14 +40,16 @@ class TorchBackend:
     ``loader="dataloader"`` is the textbook ``Dataset``/``DataLoader`` pipeline with per-sample transforms;
     ``loader="torchvision"`` is ``torchvision.datasets.MNIST`` with ``ToTensor`` and ``Normalize`` over the files
     in ``data_dir``. All visit the samples in the order the shared loop gives, so trajectories compare with
-    lr_from_scratch. ``compile`` runs each step through ``torch.compile``.
+    lr_from_scratch. ``compile`` runs each step through ``torch.compile``; ``cuda_graphs`` records each call's
+    block of steps as a CUDA graph and replays it (:mod:`.graphs`).
     The shared loop's schedule sets the learning rate (``StepLR``'s, as ``tests/test_torch_ref.py`` checks).
     """
 
     steps_per_call = 16
 
     def __init__(self, config: TrainConfig, splits: Splits, device: torch.device, loader: str = "tensor",
-                 data_dir=None, compile: bool = False):  # fmt: skip
+                 data_dir=None, compile: bool = False, cuda_graphs: bool = False):  # fmt: skip
+        check_cuda_graphs(cuda_graphs, device, loader, compile)
         weight, bias = initial_params(config, splits.n_features, splits.n_classes)
         self.device, self.loader, self.config = device, loader, config
         self.dtype = DTYPES[config.dtype]
@@ -59,7 +76,8 @@ class TorchBackend:
         # torch.compile of the whole step (forward, backward and the optimizer's update) into fused kernels;
         # it compiles on the first step of each batch shape, and again when the learning rate changes.
         self._step = torch.compile(self._eager_step) if compile else self._eager_step
-        self.info["compiled"] = compile
+        self._graphs = GraphedBlocks(self._block, self.optimizer) if cuda_graphs else None
+        self.info.update(compiled=compile, cuda_graphs=cuda_graphs)
 
     # -- training -------------------------------------------------------------------------------------
 
@@ -67,13 +85,36 @@ class TorchBackend:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for x, y in self._batches(order, batches):
-            loss, n_correct = self._step(x, y)
-            loss_sum += loss * len(y)
-            correct += n_correct
+        if self.loader == "tensor":
+            idx = self._device_order(order)[batches[0].start : batches[-1].stop]  # the batches are consecutive
+            sizes = tuple(batch.stop - batch.start for batch in batches)
+            loss_sum, correct = self._graphs(idx, sizes, lr) if self._graphs else self._block(idx, sizes)
+        else:
+            loss_sum, correct = self._totals()
+            for x, y in self._loaded_batches(order, batches):
+                loss, n_correct = self._step(x, y)
+                loss_sum += loss * len(y)
+                correct += n_correct
         return float(loss_sum), int(correct)  # one synchronisation per call, not per step
+
+    def _block(self, idx: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The steps on the batches ``idx[:sizes[0]]``, ``idx[sizes[0]:sizes[0] + sizes[1]]``, ... of the training
+        tensors (``idx`` on the device): the loss sum and correct count, as device tensors."""
+        x_all, y_all = self.data["train"]
+        loss_sum, correct = self._totals()
+        lo = 0
+        for size in sizes:
+            batch = idx[lo : lo + size]
+            lo += size
+            loss, n_correct = self._step(x_all[batch], y_all[batch])
+            loss_sum += loss * size
+            correct += n_correct
+        return loss_sum, correct
+
+    def _totals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A zero loss sum (float64) and correct count (int64) on the device."""
+        return (torch.zeros((), dtype=torch.float64, device=self.device),
+                torch.zeros((), dtype=torch.int64, device=self.device))  # fmt: skip
 
     def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step, the textbook way: forward, loss, ``zero_grad``, ``backward``, ``step``; returns the
@@ -85,15 +126,14 @@ class TorchBackend:
         self.optimizer.step()
         return loss.detach(), (logits.argmax(dim=1) == y).sum()
 
-    def _batches(self, order, batches):
-        if self.loader == "tensor":
-            if self._epoch[0] is not order:
-                self._epoch = (order, torch.from_numpy(order).to(self.device))
-            x, y = self.data["train"]
-            for batch in batches:
-                idx = self._epoch[1][batch]
-                yield x[idx], y[idx]
-            return
+    def _device_order(self, order: np.ndarray) -> torch.Tensor:
+        """The epoch's order on the device, copied once an epoch."""
+        if self._epoch[0] is not order:
+            self._epoch = (order, torch.from_numpy(order).to(self.device))
+        return self._epoch[1]
+
+    def _loaded_batches(self, order, batches):
+        """The batches through a DataLoader over the epoch's order (resumed mid-epoch where the last call ended)."""
         if self._epoch[0] is not order or self._next != batches[0].start:  # a new epoch, or a resumed one
             rest = Subset(self.data["train"], order[batches[0].start :].tolist())
             self._epoch = (order, iter(DataLoader(rest, batch_size=self.config.batch_size, shuffle=False)))
@@ -142,6 +182,8 @@ class TorchBackend:
             self.model.linear.weight.copy_(torch.from_numpy(state["weight"]))
             self.model.linear.bias.copy_(torch.from_numpy(state["bias"]))
         self.optimizer.state.clear()
+        if self._graphs:  # the recordings update the momentum buffers replaced here
+            self._graphs.forget()
         for i, p in enumerate(self.model.parameters()):
             if momentum_buffer_key(i) in state:
                 self.optimizer.state[p]["momentum_buffer"] = torch.from_numpy(state[momentum_buffer_key(i)]).to(p)

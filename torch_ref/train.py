@@ -1,7 +1,7 @@
 """``python -m torch_ref.train``: the same training, options and outputs as lr_from_scratch, in PyTorch.
 
-Adds ``--device {auto,cpu,cuda}``, ``--loader {tensor,dataloader}`` and ``--tf32``; writes ``model.pt`` (the
-``state_dict``) beside the shared ``model.npz``.
+Adds ``--device {auto,cpu,cuda}``, ``--loader {tensor,dataloader,torchvision}``, ``--tf32``, ``--compile`` and
+``--cuda-graphs``; writes ``model.pt`` (the ``state_dict``) beside the shared ``model.npz``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lr_from_scratch.command import Recipe, run_training
 from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.files import atomic_open
 
-from .backend import LOADERS, TorchBackend
+from .backend import LOADERS, TorchBackend, check_cuda_graphs
 
 MODEL_PT = "model.pt"
 
@@ -31,6 +31,10 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--compile", action="store_true",
         help="torch.compile the training step (compiles for a while first; on the CPU it measured slower)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cuda-graphs", action="store_true",
+        help="record each block of steps as a CUDA graph once and replay it (CUDA and the tensor loader only)",
     )  # fmt: skip
 
 
@@ -67,6 +71,7 @@ def set_up(config, args) -> dict:
     if args.loader == "torchvision":
         check_torchvision(config)
     device = resolve_device(args.device)
+    check_cuda_graphs(args.cuda_graphs, device, args.loader, args.compile)  # before the run folder exists
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -85,9 +90,13 @@ RECIPE = Recipe(
     add_arguments=add_arguments,
     set_up=set_up,
     make_backend=lambda config, splits, args: TorchBackend(
-        config, splits, resolve_device(args.device), args.loader, args.data_dir, args.compile
+        config, splits, resolve_device(args.device), args.loader, args.data_dir, args.compile, args.cuda_graphs
     ),
-    describe=lambda config, args: f"torch on {resolve_device(args.device)}, {args.loader} loader",
+    describe=lambda config, args: (
+        f"torch on {resolve_device(args.device)}, {args.loader} loader"
+        + ", compiled" * args.compile
+        + ", CUDA graphs" * args.cuda_graphs
+    ),
     save_extra=save_state_dict,
 )
 
