@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from lr_from_scratch.cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import load_mnist
-from lr_from_scratch.errors import ConfigError
+from lr_from_scratch.errors import ConfigError, UserError
 from lr_from_scratch.files import replace_region, write_bytes, write_json, write_text
 from lr_from_scratch.plots import DPI
 
@@ -53,6 +53,8 @@ TORCH_TABLE = {
     "torch-cpu": "python -m torch_ref.train",
     "torch-cpu-dataloader": "python -m torch_ref.train --loader dataloader",
 }
+#: How the page's "Skipped" list marks an implementation that raised during the run (the others were unavailable).
+FAILED = "failed: "
 #: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
 #: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
 SETTLE_S = 0.3
@@ -134,33 +136,53 @@ def run(opts: dict) -> dict:
     if any(IMPLEMENTATIONS[i][1] == "cuda" for i in impls):  # the GPU's own limits, in the same run
         result["gpu_limits"] = gpu_limits()
 
+    failed = {}  # implementation -> why: it raised, and the run went on without it
     cells = [(impl, size) for size in opts["sizes"] for impl in impls]
     benches = {}
     for impl, size in tqdm(cells, desc="compiling and warming up", disable=not progress):
-        benches[impl, size] = build(impl, mnist, size)
+        if impl not in failed:
+            benches[impl, size] = _attempt(failed, impl, build, impl, mnist, size)
     best = {cell: float("inf") for cell in cells}
     inference = {impl: float("inf") for impl in impls}
     with tqdm(total=opts["rounds"] * (len(cells) + len(impls)), desc="timing", disable=not progress) as bar:
         for _ in range(opts["rounds"]):  # interleaved: every cell once per round, so drift hits all alike
             for cell in cells:
-                best[cell] = min(best[cell], _settled_seconds(benches[cell].epoch))
+                if cell[0] not in failed:
+                    seconds = _attempt(failed, cell[0], _settled_seconds, benches[cell].epoch)
+                    best[cell] = min(best[cell], seconds or best[cell])
                 bar.update()
             for impl in impls:
-                inference[impl] = min(inference[impl], _settled_seconds(benches[impl, opts["sizes"][-1]].infer))
+                if impl not in failed:
+                    seconds = _attempt(failed, impl, _settled_seconds, benches[impl, opts["sizes"][-1]].infer)
+                    inference[impl] = min(inference[impl], seconds or inference[impl])
                 bar.update()
+    measured = [impl for impl in impls if impl not in failed]
     result["epoch_samples_per_second"] = {
-        impl: {str(size): benches[impl, size].n_train / best[impl, size] for size in opts["sizes"]} for impl in impls
+        impl: {str(size): benches[impl, size].n_train / best[impl, size] for size in opts["sizes"]} for impl in measured
     }
-    result["inference_samples_per_second"] = {impl: 10_000 / inference[impl] for impl in impls}
-    del benches
+    result["inference_samples_per_second"] = {impl: 10_000 / inference[impl] for impl in measured}
+    benches.clear()
 
     if not args.no_accuracy:
-        todo = [i for i in impls if i not in SPEED_ONLY] + ["scikit-learn"]
         result["time_to_92"] = {}
-        for impl in tqdm(todo, desc="time to 92%", disable=not progress):
-            reached = sklearn_time_to_accuracy(mnist) if impl == "scikit-learn" else time_to_accuracy(mnist, impl)
-            result["time_to_92"][impl] = reached
+        for impl in tqdm([i for i in measured if i not in SPEED_ONLY], desc="time to 92%", disable=not progress):
+            reached = _attempt(failed, impl, time_to_accuracy, mnist, impl)
+            if reached is not None:
+                result["time_to_92"][impl] = reached
+        result["time_to_92"]["scikit-learn"] = sklearn_time_to_accuracy(mnist)
+    result["skipped"].update(failed)
     return result
+
+
+def _attempt(failed: dict[str, str], impl: str, fn, *args):
+    """``fn(*args)`` for implementation ``impl``; if it raises, None, with why noted in ``failed[impl]``. The
+    report goes on without ``impl``: a first run on a new GPU keeps the page of everything that worked."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        failed[impl] = f"{FAILED}{type(exc).__name__}" + (f": {lines[0][:120]}" if lines else "")
+        return None
 
 
 def _settled_seconds(fn) -> float:
@@ -383,6 +405,13 @@ def _main(argv) -> int:
         write_bytes(stage / f"{name}.png", figure(result))
         write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
     print(f"wrote {out / name}.md, .png and .json")
+    failed = {impl: why for impl, why in result["skipped"].items() if why.startswith(FAILED)}
+    if failed:
+        raise UserError(
+            f"{len(failed)} implementation(s) failed and are listed as skipped on the page: "
+            + "; ".join(f"{impl} ({why.removeprefix(FAILED)})" for impl, why in failed.items())
+            + f"; run python -m benchmarks.report --impls {','.join(failed)} --rounds 1 to see why"
+        )
     if out.resolve() == (REPO / "docs").resolve() and name == "benchmarks":
         measured, default = set(result["epoch_samples_per_second"]), TrainConfig().batch_size
         if set(QUOTED) <= measured and default in opts["sizes"]:

@@ -173,3 +173,34 @@ def test_a_page_with_what_the_quotes_need_rewrites_them(docs_copy, capsys):
     result = json.loads((docs_copy / "docs" / "benchmarks.json").read_text())
     after = readme.read_text()
     assert after != before and f"{result['epoch_samples_per_second']['numba']['64']:,.0f}" in after
+
+
+def test_an_implementation_that_fails_is_listed_and_the_page_of_the_others_is_kept(tmp_path, capsys, monkeypatch):
+    """A first run on a new machine must not lose the page to one implementation: here one fails to build and
+    one fails in its second epoch; the page holds numba, lists both as failed, and the exit is 1, one line."""
+    import benchmarks.report
+
+    real_build = benchmarks.report.build
+
+    def build(impl, mnist, size):
+        if impl == "numpy":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore detail")
+        bench = real_build(impl, mnist, size)
+        if impl == "numba-naive":
+            epochs = iter([bench.epoch, lambda: 1 / 0])
+            bench.epoch = lambda: next(epochs)()
+        return bench
+
+    monkeypatch.setattr(benchmarks.report, "build", build)
+    args = [*FAST, "--rounds", "2", "--impls", "numba,numpy,numba-naive", "--no-accuracy", "--out", str(tmp_path)]
+    code = main(args)
+    line = assert_one_line_error(
+        (code, capsys.readouterr().err), 1, "2 implementation(s) failed and are listed as skipped on the page",
+        "numpy (RuntimeError: CUDA error: an illegal memory access was encountered)",
+        "numba-naive (ZeroDivisionError: division by zero)", "--impls numpy,numba-naive --rounds 1",
+    )  # fmt: skip
+    assert "more detail" not in line
+    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert set(result["epoch_samples_per_second"]) == set(result["inference_samples_per_second"]) == {"numba"}
+    assert result["skipped"]["numba-naive"] == "failed: ZeroDivisionError: division by zero"
+    assert "numpy (failed: RuntimeError: CUDA error" in (tmp_path / "benchmarks.md").read_text()
