@@ -5,8 +5,9 @@
 # The machines this project can use (an H100 or H200) have no network and no pip, but torch (CUDA), numba,
 # numba-cuda, JAX, pytest and pytest-benchmark are installed there, so the project runs from the checkout
 # (PYTHONPATH=.) on MNIST's four files carried along: scripts/gpu.sh DATA_DIR (default .data, a git-excluded
-# folder holding the .gz files of ~/.cache/lr-from-scratch/mnist). When $OUT is set (the device tool's folder
-# of files to bring back), the page is copied there too. `make gpu` runs it.
+# folder holding the .gz files of ~/.cache/lr-from-scratch/mnist). Options after DATA_DIR go to the report
+# (`scripts/gpu.sh .data --rounds 2 --no-accuracy` for a shorter run). When $OUT is set (the device tool's
+# folder of files to bring back), the page is copied there too. `make gpu` runs it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=. LR_FROM_SCRATCH_DATA="${1:-.data}" LR_FROM_SCRATCH_MNIST_MIRRORS=""
@@ -22,7 +23,8 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_equivalen
     tests/test_torch_ref.py -k "not textbook_script_runs_by_itself" || status=$?
 echo "== the benchmark page of this GPU"
 python3 -m benchmarks.report --out docs --name benchmarks-gpu --no-progress \
-    --impls cuda,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu || status=$?
+    --impls cuda,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu "${@:2}" \
+    || status=$?
 if [ -n "${OUT:-}" ] && [ -f docs/benchmarks-gpu.json ]; then
     cp docs/benchmarks-gpu.md docs/benchmarks-gpu.png docs/benchmarks-gpu.json "$OUT"/
 fi

@@ -14,11 +14,12 @@ Three PyTorch facts shape the recording (the "whole-network capture" recipe of P
 - ``torch.optim.SGD`` creates its momentum buffers on its first step, in Python, so they must exist before a
   recording: the eager first block makes them;
 - the learning rate is a Python number baked into the recorded update, so a new learning rate (the schedule)
-  drops the recordings and starts again.
+  drops the recordings, and the next block of each shape is recorded again.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,14 +54,13 @@ class GraphedBlocks:
         self.lr: float | None = None
 
     def forget(self) -> None:
-        """Drop every recording: the optimizer's buffers were replaced (a loaded checkpoint), or the learning
-        rate changed."""
+        """Start again: the optimizer's buffers were replaced (a loaded checkpoint), or may not exist yet."""
         self.recordings.clear()
         self.warmed.clear()
 
     def __call__(self, idx: torch.Tensor, sizes: tuple[int, ...], lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        if lr != self.lr:
-            self.forget()
+        if lr != self.lr:  # the recorded updates hold the old one; the buffers are still there: no warm-up
+            self.recordings.clear()
             self.lr = lr
         recording = self.recordings.get(sizes)
         if recording is None:
@@ -84,6 +84,7 @@ class GraphedBlocks:
         static_idx = torch.empty_like(idx)  # outside the graph's memory: the calls refill it before each replay
         graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # so the recorded backward makes its gradients in the graph's memory
+        gc.collect()  # now, not during the recording: freeing another library's GPU memory then would break it
         with torch.cuda.graph(graph):  # records the launches; runs nothing
             loss_sum, correct = self.block(static_idx, sizes)
         return Recording(graph, static_idx, loss_sum, correct)
