@@ -93,7 +93,7 @@ format: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev,docs,peers]'
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev,docs,peers,cuda-compile]'
 	touch $@
 
 # Numba's compiled kernels (*.nbi, *.nbc) live in __pycache__ beside the source; an edit that moves a kernel's

@@ -25,13 +25,16 @@ from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, epoch_order, prepare
 from lr_from_scratch.trainer import TrainState, fit, train_epoch
 
-#: name -> (backend, device, torch loader, or "compile" / "graphs": the tensor loader's step compiled / replayed)
+#: name -> (backend, device, variant): the torch loader, or "compile" / "graphs" (the tensor loader's step compiled
+#: / replayed as CUDA graphs); for the CUDA kernels, "dense" holds them to the dense one (else the sparse one runs
+#: where it applies)
 IMPLEMENTATIONS = {
     "numpy": ("numpy", None, None),
     "numba-naive": ("numba-naive", None, None),
     "numba": ("numba", None, None),
     "numba-1-thread": ("numba", None, None),
     "cuda": ("cuda", "cuda", None),
+    "cuda-dense": ("cuda", "cuda", "dense"),
     "torch-cpu": ("torch", "cpu", "tensor"),
     "torch-cpu-dataloader": ("torch", "cpu", "dataloader"),
     "torch-cpu-compile": ("torch", "cpu", "compile"),
@@ -44,9 +47,10 @@ IMPLEMENTATIONS = {
 #: Implementations held to a number of Numba threads (the others use them all): what threads bring.
 NUMBA_THREADS = {"numba-1-thread": 1}
 #: Implementations timed for speed only: each takes the same steps as another one (numba-naive as numpy, the
-#: DataLoader and the compiled step as the tensors), so its time to 92% would say nothing new (or, compiled, would
-#: count the compilation).
-SPEED_ONLY = {"numba-naive", "torch-cpu-dataloader", "torch-cpu-compile", "torch-cuda-compile", *NUMBA_THREADS}
+#: dense CUDA kernel as the sparse one, the DataLoader and the compiled step as the tensors), so its time to 92%
+#: would say nothing new (or, compiled, would count the compilation).
+SPEED_ONLY = {"numba-naive", "cuda-dense", "torch-cpu-dataloader", "torch-cpu-compile", "torch-cuda-compile",
+              *NUMBA_THREADS}  # fmt: skip
 #: Dense floating-point work per training sample: forward X W^T and backward G^T X, 2 flops per multiply-add.
 DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
 #: Bytes a training sample costs from memory: its uint8 pixels, read once an epoch (the weights stay in cache).
@@ -139,7 +143,7 @@ class Bench:
 
 def _backend(name: str, config: TrainConfig, splits):
     """The backend of implementation ``name``, kernels compiled (outside any timing); TF32 off on CUDA."""
-    backend_name, device, loader = IMPLEMENTATIONS[name]
+    backend_name, device, variant = IMPLEMENTATIONS[name]
     if backend_name == "jax":
         import jax
 
@@ -152,10 +156,13 @@ def _backend(name: str, config: TrainConfig, splits):
         from torch_ref.backend import TorchBackend
 
         torch.backends.cuda.matmul.allow_tf32 = False
-        variant = dict(compile=loader == "compile", cuda_graphs=loader == "graphs")  # both on tensors in memory
-        loader = "tensor" if any(variant.values()) else loader
-        return TorchBackend(config, splits, torch.device(device), loader, **variant)
-    return make_backend(config, splits)
+        step = dict(compile=variant == "compile", cuda_graphs=variant == "graphs")  # both on tensors in memory
+        loader = "tensor" if any(step.values()) else variant
+        return TorchBackend(config, splits, torch.device(device), loader, **step)
+    backend = make_backend(config, splits)
+    if backend_name == "cuda" and variant:
+        backend.layer.kernel = variant
+    return backend
 
 
 def build(name: str, mnist, batch_size: int) -> Bench:

@@ -183,7 +183,8 @@ class NumbaBackend(LayerBackend):
 
 class CudaBackend(LayerBackend):
     """The from-scratch GPU path: :mod:`.kernels.cuda`, the images on the device as they are (uint8 pixels, or
-    the estimator's floats), the normalisation folded in, every step of an epoch in one launch.
+    the estimator's floats) and, for training, as CSR rows; the normalisation folded in, every step of an epoch
+    in one launch.
 
     ``train`` and friends are ``(images (n, D), labels (n,))`` NumPy arrays, copied to the device once.
     """
@@ -201,10 +202,11 @@ class CudaBackend(LayerBackend):
         warmed = kernels.warm_up(config.dtype, train[0].dtype)
         from numba import cuda
 
-        on_device = [
-            None if part is None else tuple(cuda.to_device(np.ascontiguousarray(array)) for array in part)
-            for part in (train, val, test)
-        ]
+        on_device = [  # the training images also as CSR rows, for the sparse kernel
+            None if part is None else (kernels.DeviceImages.from_host(part[0], sparse=name == "train"),
+                                       cuda.to_device(np.ascontiguousarray(part[1])))
+            for name, part in (("train", train), ("val", val), ("test", test))
+        ]  # fmt: skip
         super().__init__(kernels.CudaLinear(weight, bias, a, c, *_sgd_options(config)), warmed, *on_device)
         self._on_device = (None, None)  # (the epoch's order, its copy on the device)
 

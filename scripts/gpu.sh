@@ -23,7 +23,7 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_equivalen
     tests/test_torch_ref.py -k "not textbook_script_runs_by_itself" || status=$?
 echo "== the benchmark page of this GPU"
 python3 -m benchmarks.report --out docs --name benchmarks-gpu --no-progress \
-    --impls cuda,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu "${@:2}" \
+    --impls cuda,cuda-dense,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu "${@:2}" \
     || status=$?
 if [ -n "${OUT:-}" ] && [ -f docs/benchmarks-gpu.json ]; then
     cp docs/benchmarks-gpu.md docs/benchmarks-gpu.png docs/benchmarks-gpu.json "$OUT"/

@@ -31,6 +31,7 @@ OPTIONS = {
     "dampening+decay": dict(momentum=0.5, dampening=0.5, weight_decay=1e-3),
 }
 A, C = 1 / (255 * 0.3), -0.1 / 0.3  # inputs a p + c, as the normalisation folds in
+KERNELS = ["dense", "sparse"]  # the two training kernels
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +48,15 @@ def problem():
     )
 
 
-def layer_and_reference(problem, dtype, batch_size, lr=0.05, scale=1.0, **options):
-    from lr_from_scratch.kernels.cuda import CudaLinear
+def layer_and_reference(problem, dtype, batch_size, kernel="auto", lr=0.05, scale=1.0, **options):
+    from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
 
     images, labels, order, weight, bias = problem
     weight, bias = (weight * scale).astype(dtype), bias.astype(dtype)
     layer = CudaLinear(weight.copy(), bias.copy(), A, C, **options)
+    layer.kernel = kernel
     batches = batch_slices(len(labels), batch_size)
-    on_device = [cuda.to_device(array) for array in (images, labels, order)]
+    on_device = (DeviceImages.from_host(images), cuda.to_device(labels), cuda.to_device(order))
     loss, correct = layer.train_steps(*on_device, batches, lr)
     model = SoftmaxRegression(weight.copy(), bias.copy())
     sgd = SGD([model.weight, model.bias], lr=lr, **options)
@@ -70,9 +72,10 @@ def layer_and_reference(problem, dtype, batch_size, lr=0.05, scale=1.0, **option
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("batch_size", [1, 5])  # 23 = 4 x 5 + 3: the last batch is short
 @pytest.mark.parametrize("option", OPTIONS)
-def test_train_steps_match_numpy(problem, option, batch_size, dtype):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_train_steps_match_numpy(problem, kernel, option, batch_size, dtype):
     layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = layer_and_reference(
-        problem, dtype, batch_size, **OPTIONS[option]
+        problem, dtype, batch_size, kernel, **OPTIONS[option]
     )
     weight, bias = layer.params()
     assert weight.dtype == dtype
@@ -84,10 +87,11 @@ def test_train_steps_match_numpy(problem, option, batch_size, dtype):
     assert correct == ref_correct
 
 
-def test_extreme_logits_stay_finite_and_exact(problem):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_extreme_logits_stay_finite_and_exact(problem, kernel):
     """Weights 2,000 times the usual: logits of order 1e4, through the max shift as on the CPU."""
     images, labels, *_ = problem
-    layer, (loss, _), model, _, (ref_loss, _) = layer_and_reference(problem, "float64", 23, scale=2000)
+    layer, (loss, _), model, _, (ref_loss, _) = layer_and_reference(problem, "float64", 23, kernel, scale=2000)
     x = images * A + C
     assert np.abs(x @ (problem[3] * 2000).T).max() > 1e3
     assert np.isfinite(loss) and loss == pytest.approx(ref_loss, rel=1e-10)
@@ -96,11 +100,11 @@ def test_extreme_logits_stay_finite_and_exact(problem):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_evaluate_matches_numpy(problem, dtype):
-    from lr_from_scratch.kernels.cuda import CudaLinear
+    from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
 
     images, labels, _, weight, bias = problem
     layer = CudaLinear(weight.astype(dtype), bias.astype(dtype), A, C)
-    loss, accuracy, predictions = layer.evaluate(cuda.to_device(images), cuda.to_device(labels))
+    loss, accuracy, predictions = layer.evaluate(DeviceImages.from_host(images, sparse=False), cuda.to_device(labels))
     x = (images * A + C).astype(dtype)
     ref_loss, ref_accuracy = evaluate(weight.astype(dtype), bias.astype(dtype), x, labels)
     assert loss == pytest.approx(ref_loss, rel=1e-12 if dtype == "float64" else 1e-5)
@@ -108,12 +112,15 @@ def test_evaluate_matches_numpy(problem, dtype):
     np.testing.assert_array_equal(predictions, SoftmaxRegression(weight, bias).predict(x))
 
 
-def test_a_tiny_float64_run_ends_where_the_numpy_backend_ends(mnist):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_tiny_float64_run_ends_where_the_numpy_backend_ends(mnist, kernel):
     """End to end on MNIST, through the shared loop: two steps of 64 real images, Nesterov momentum."""
     config = TrainConfig(limit=128, epochs=1, val_split=0, dtype="float64", nesterov=True, backend="cuda")
     splits = prepare(mnist, config)
     splits.test = splits.train  # the simulator is slow: test on the 128 training images
     gpu = make_backend(config, splits)
+    assert gpu.layer.kernel_for(gpu.data["train"][0], config.batch_size) == "sparse"  # what "auto" picks here
+    gpu.layer.kernel = kernel
     fit(gpu, config, progress=False, log=None)
     numpy_config = TrainConfig(**{**config.to_dict(), "backend": "numpy"})
     reference = make_backend(numpy_config, splits)
@@ -133,3 +140,24 @@ def test_the_estimator_trains_on_the_gpu(problem):
     gpu = SoftmaxRegressionClassifier(backend="cuda", epochs=2, val_split=0, dtype="float64").fit(x, labels)
     cpu = SoftmaxRegressionClassifier(backend="numpy", epochs=2, val_split=0, dtype="float64").fit(x, labels)
     np.testing.assert_allclose(gpu.weight_, cpu.weight_, rtol=0, atol=1e-10)
+
+
+def test_the_sparse_kernel_runs_where_it_applies_and_the_dense_one_elsewhere(problem):
+    from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
+    from lr_from_scratch.kernels.cuda_device import MAX_BATCH, MAX_CLASSES
+
+    images, *_ = problem
+    with_rows, without = DeviceImages.from_host(images), DeviceImages.from_host(images, sparse=False)
+    layer = CudaLinear(np.zeros((4, 30)), np.zeros(4), A, C)
+    assert layer.kernel_for(with_rows, MAX_BATCH) == "sparse"
+    assert layer.kernel_for(with_rows, MAX_BATCH + 1) == "dense"  # more samples than mask bits
+    assert layer.kernel_for(without, 1) == "dense"  # no CSR rows
+    many = CudaLinear(np.zeros((MAX_CLASSES + 1, 30)), np.zeros(MAX_CLASSES + 1), A, C)
+    assert many.kernel_for(with_rows, 1) == "dense"  # more classes than a pixel owner's accumulators
+    wide = CudaLinear(np.zeros((4, 6000)), np.zeros(4), A, C)
+    assert wide.kernel_for(DeviceImages.from_host(np.ones((2, 6000), np.uint8)), 1) == "dense"  # masks: 48 KB
+    layer.kernel = "dense"
+    assert layer.kernel_for(with_rows, 1) == "dense"
+    layer.kernel = "sparse"
+    with pytest.raises(ValueError, match="the sparse kernel cannot take batches of 65"):
+        layer.kernel_for(with_rows, MAX_BATCH + 1)

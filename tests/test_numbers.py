@@ -68,6 +68,11 @@ DEFINITIONS = {
     "143": "the exit status after SIGTERM (128 + SIGTERM)",
     "2023": "a year",
     "132": "the streaming multiprocessors of an H100",
+    "65,536": "the 32-bit registers of a multiprocessor (every CUDA GPU since compute capability 5.0)",
+    "9.0": "the compute capability of an H100",
+    "512": "the sparse CUDA kernel's block size (SPARSE_THREADS)",
+    "1,024": "the most threads a CUDA block can have",
+    "48 KB": "the dynamic shared memory a CUDA block may ask for without opting in (SHARED_LIMIT)",
 }
 #: Each page's sources: the outputs and records whose values it may quote.
 SOURCES = {
@@ -85,7 +90,7 @@ SOURCES = {
     "fast.md": ["benchmarks.json", "figures/fast/measured.json", "figures/explore/summary.json"],
     "evaluation.md": ["figures/evaluation/evaluation.json"],
     "index.md": [],
-    "gpu.md": [],
+    "gpu.md": ["figures/explore/summary.json"],
     "demo.md": ["figures/training/metrics.json"],
 }
 FIGURE = re.compile(

@@ -1,35 +1,35 @@
-"""The CUDA kernels (Numba's CUDA target, ``numba-cuda``): every SGD step of a call in one launch, and inference.
+"""The CUDA backend's host side (Numba's CUDA target, ``numba-cuda``): one layer whose weights and SGD state live
+on the GPU, and the launches of the kernels in :mod:`.cuda_device`.
 
-A step at batch 64 is about 1M multiply-adds, a few microseconds of one GPU block's time, while a kernel launch
-and a synchronisation cost about as much again. So the training kernel is *one* block that carries the weights
-across all the steps it is given (an epoch by default): no launch, no host round trip between steps. Inside a
-step its threads take turns at the work, with a barrier (``syncthreads``) between the phases:
-
-1. logits: thread ``t`` computes ``z[i, k] = a W_k . p_i + c sum_d W[k, d] + b_k`` for some pairs ``(i, k)``
-   (the normalisation folded in, as on the CPU: the images stay uint8);
-2. softmax: thread ``i`` turns its sample's logits into ``g[i] = (p_i - onehot(y_i)) / B``, its loss and its
-   prediction;
-3. gradient and update: thread ``t`` owns some pixels ``d`` and, for each class, sums ``a g[i, k] p_i[d]`` over
-   the batch (plus the rank-one ``c db_k``), then applies PyTorch's SGD rule to ``W[k, d]`` at once; the first
-   threads do the bias. Every sum runs in a fixed order, so results do not depend on scheduling.
-
-Under ``NUMBA_ENABLE_CUDASIM=1`` Numba runs the same kernels as Python threads on the CPU: slowly, but exactly,
-which is how the tests check them without a GPU (``tests/test_cuda.py``).
+Training runs every SGD step of a call in one launch: the dense kernel reads every pixel, for any batch size;
+the sparse kernel reads only the non-zero ones, for batches up to 64 (the small batches that need it most).
+:class:`CudaLinear` picks the sparse kernel where it applies and the dense one elsewhere. Under
+``NUMBA_ENABLE_CUDASIM=1`` Numba runs the same kernels as Python threads on the CPU: slowly, but exactly, which
+is how the tests check them without a GPU (``tests/test_cuda.py``); ``tests/test_cuda_compiles.py`` compiles them
+for an H100 and checks that their blocks fit one.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import config, cuda
 
 from ..data.pipeline import batch_starts
+from ..data.sparse import MAX_COLUMNS, SparseRows
+from . import cuda_device
 from .llvm import compile_report
 
-#: Threads of the training block, and of each inference block. The simulator runs every thread as a Python
-#: thread, so it gets few.
+#: Threads of the dense kernel's block and of each inference block, and of the sparse kernel's block: at most
+#: 65,536 registers per multiprocessor divided by the registers a thread uses (``tests/test_cuda_compiles.py``
+#: checks it). The simulator runs every thread as a Python thread, so it gets few.
 THREADS = 32 if config.ENABLE_CUDASIM else 256
+SPARSE_THREADS = 32 if config.ENABLE_CUDASIM else 512
+#: The dynamic shared memory a block may ask for without opting in to more (48 KB on every CUDA GPU).
+SHARED_LIMIT = 48 * 1024
+#: Which training kernel :class:`CudaLinear` runs: "auto" (2 where it applies, else 1), or one of the two.
+KERNELS = ("auto", "dense", "sparse")
 
 
 def available() -> bool:
@@ -37,123 +37,36 @@ def available() -> bool:
     return cuda.is_available()
 
 
-@cuda.jit
-def train_steps(images, labels, order, starts, a, c, W, b, bufW, bufb, first, lr, momentum, one_minus_dampening,
-                weight_decay, nesterov, g, db, sample_loss, sample_correct, loss, correct):  # fmt: skip
-    """SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s``, in one block.
+@dataclass(frozen=True)
+class DeviceImages:
+    """Images on the GPU in the forms the kernels read: ``dense`` (n, D) as they are and, for the sparse kernel, the CSR
+    rows of their non-zero entries (:class:`~lr_from_scratch.data.sparse.SparseRows`: ``indptr`` as int64,
+    ``indices`` uint16, ``values``), or None for images only ever evaluated."""
 
-    images (n, D) uint8 or float, labels (n,) int64, order (n,) and starts (S + 1,) int64; W (K, D) and b (1, K)
-    with their momentum buffers bufW (K, D) and bufb (1, K), updated in place; first (1,) bool: the buffers are
-    still empty. Scalars in the weights' dtype: ``a``, ``c`` (the inputs are ``a p + c``), ``lr``, ``momentum``,
-    ``1 - dampening``, ``weight_decay``; ``nesterov`` bool. Scratch: g (B, K) and db (K,) in the weights' dtype,
-    sample_loss (B,) float64, sample_correct (B,) int64. Out: loss (S,) float64 and correct (S,) int64, each
-    step's loss sum and correct count.
-    """
-    tid, threads = cuda.threadIdx.x, cuda.blockDim.x
-    n_classes, n_pixels = W.shape
-    zero = a - a  # 0 in the weights' dtype
-    for s in range(starts.shape[0] - 1):
-        lo, hi = starts[s], starts[s + 1]
-        batch = hi - lo
-        # 1. logits, the normalisation folded in: z = a W p + c sum_d W[:, d] + b
-        for pair in range(tid, batch * n_classes, threads):
-            i, k = pair // n_classes, pair % n_classes
-            row = order[lo + i]
-            dot, col = zero, zero
-            for d in range(n_pixels):
-                dot += W[k, d] * images[row, d]
-                col += W[k, d]
-            g[i, k] = a * dot + c * col + b[0, k]
-        cuda.syncthreads()
-        # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
-        for i in range(tid, batch, threads):
-            label = labels[order[lo + i]]
-            m, best = g[i, 0], 0
-            for k in range(1, n_classes):
-                if g[i, k] > m:
-                    m, best = g[i, k], k
-            total = zero
-            for k in range(n_classes):
-                total += math.exp(g[i, k] - m)
-            sample_loss[i] = m + math.log(total) - g[i, label]
-            sample_correct[i] = best == label
-            for k in range(n_classes):
-                g[i, k] = (math.exp(g[i, k] - m) / total - (k == label)) / batch
-        cuda.syncthreads()
-        for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
-            db[k] = zero
-            for i in range(batch):
-                db[k] += g[i, k]
-        if tid == 0:  # the step's loss and correct count, in sample order
-            step_loss, step_correct = 0.0, 0
-            for i in range(batch):
-                step_loss += sample_loss[i]
-                step_correct += sample_correct[i]
-            loss[s], correct[s] = step_loss, step_correct
-        cuda.syncthreads()
-        # 3. gradient and SGD update: a thread per pixel for the weights, the first threads for the bias
-        first_step = first[0]
-        for d in range(tid, n_pixels, threads):
-            for k in range(n_classes):
-                grad = zero
-                for i in range(batch):
-                    grad += g[i, k] * images[order[lo + i], d]
-                grad = a * grad + c * db[k] + weight_decay * W[k, d]
-                W[k, d] -= lr * _sgd_direction(bufW, k, d, grad, first_step, momentum, one_minus_dampening, nesterov)
-        for k in range(tid, n_classes, threads):
-            grad = db[k] + weight_decay * b[0, k]
-            b[0, k] -= lr * _sgd_direction(bufb, 0, k, grad, first_step, momentum, one_minus_dampening, nesterov)
-        cuda.syncthreads()
-        if tid == 0:
-            first[0] = False
-        cuda.syncthreads()
+    dense: object
+    indptr: object = None
+    indices: object = None
+    values: object = None
 
+    @classmethod
+    def from_host(cls, images: np.ndarray, sparse: bool = True) -> DeviceImages:
+        dense = cuda.to_device(np.ascontiguousarray(images))
+        if not sparse or images.shape[1] > MAX_COLUMNS:
+            return cls(dense)
+        rows = SparseRows.from_dense(images)
+        return cls(dense, *(cuda.to_device(a) for a in (rows.indptr.astype(np.int64), rows.indices, rows.values)))
 
-@cuda.jit(device=True, inline=True)
-def _sgd_direction(buf, row, col, grad, first_step, momentum, one_minus_dampening, nesterov):
-    """PyTorch's SGD direction for one parameter with gradient ``grad`` (weight decay included), updating its
-    momentum buffer ``buf[row, col]``: the buffer starts as the gradient, then ``momentum b + (1 - dampening) g``;
-    the direction is ``g + momentum b`` (Nesterov) or ``b``, or just ``g`` without momentum."""
-    if momentum == 0:
-        return grad
-    velocity = grad if first_step else momentum * buf[row, col] + one_minus_dampening * grad
-    buf[row, col] = velocity
-    return grad + momentum * velocity if nesterov else velocity
-
-
-@cuda.jit
-def evaluate(images, labels, a, c, W, b, loss, predictions):
-    """One thread per sample: its loss ``-log p[label]`` into ``loss`` (float64) and its most probable class (the
-    first of equals, as ``argmax``) into ``predictions``. The softmax runs in one pass over the classes: the
-    running sum is rescaled whenever the running maximum grows."""
-    i = cuda.grid(1)
-    if i >= images.shape[0]:
-        return
-    n_classes, n_pixels = W.shape
-    zero = a - a
-    m, best, total, z_label = zero, 0, zero, zero
-    for k in range(n_classes):
-        dot, col = zero, zero
-        for d in range(n_pixels):
-            dot += W[k, d] * images[i, d]
-            col += W[k, d]
-        zk = a * dot + c * col + b[0, k]
-        if k == labels[i]:
-            z_label = zk
-        if k == 0:
-            m, total = zk, zero + 1
-        elif zk > m:
-            total = total * math.exp(m - zk) + 1
-            m, best = zk, k
-        else:
-            total += math.exp(zk - m)
-    loss[i] = m + math.log(total) - z_label
-    predictions[i] = best
+    @property
+    def sparse(self) -> bool:
+        return self.indptr is not None
 
 
 class CudaLinear:
     """A (K, D) linear layer and its SGD state on the GPU, on inputs ``x = a * values + c``: the interface of
-    :class:`~lr_from_scratch.kernels.fused.FoldedLinear` (``nn.Linear``'s layout), its arrays on the device."""
+    :class:`~lr_from_scratch.kernels.fused.FoldedLinear` (``nn.Linear``'s layout), its arrays on the device.
+
+    ``kernel`` (one of :data:`KERNELS`) says which training kernel runs; the benchmarks set it to compare them.
+    """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, a: float, c: float, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):  # fmt: skip
@@ -164,6 +77,7 @@ class CudaLinear:
         self.W, self.b = cuda.to_device(weight), cuda.to_device(bias.reshape(1, -1))
         self.bufW, self.bufb = cuda.to_device(np.zeros_like(weight)), cuda.to_device(np.zeros((1, len(bias)), t))
         self.first = cuda.to_device(np.ones(1, dtype=np.bool_))
+        self.kernel = "auto"
 
     def params(self) -> tuple[np.ndarray, np.ndarray]:
         return self.W.copy_to_host(), self.b.copy_to_host()[0]
@@ -183,28 +97,78 @@ class CudaLinear:
         self.bufW.copy_to_device(np.ascontiguousarray(weight_buffer, dtype=self.dtype))
         self.bufb.copy_to_device(np.asarray(bias_buffer, dtype=self.dtype).reshape(1, -1))
 
-    def train_steps(self, images, labels, order, batches: list[slice], lr: float) -> tuple[float, int]:
+    def sparse_fits(self, batch_size: int) -> bool:
+        """Whether the sparse kernel takes batches of ``batch_size`` on this layer (images with CSR rows aside)."""
+        n_classes, n_pixels = self.W.shape
+        _, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
+        return batch_size <= cuda_device.MAX_BATCH and n_classes <= cuda_device.MAX_CLASSES and n_bytes <= SHARED_LIMIT
+
+    def kernel_for(self, images: DeviceImages, batch_size: int) -> str:
+        """The training kernel for ``images`` in batches of at most ``batch_size``: ``self.kernel``, with "auto"
+        resolved to "sparse" where the sparse kernel applies."""
+        fits = images.sparse and self.sparse_fits(batch_size)
+        if self.kernel == "sparse" and not fits:
+            raise ValueError(f"the sparse kernel cannot take batches of {batch_size} on a {self.W.shape} layer here")
+        return "sparse" if self.kernel == "sparse" or (self.kernel == "auto" and fits) else "dense"
+
+    def train_steps(self, images: DeviceImages, labels, order, batches: list[slice], lr: float) -> tuple[float, int]:
         """SGD steps on the batches ``order[s]`` for each slice ``s`` of ``batches`` (``images``, ``labels`` and
         ``order`` on the device), all in one launch. Returns (loss sum, correct) over the steps' samples."""
         starts = batch_starts(batches)
-        n_steps, largest = len(starts) - 1, int(np.diff(starts).max())
-        scratch = (cuda.device_array((largest, self.W.shape[0]), dtype=self.dtype),
-                   cuda.device_array(self.W.shape[0], dtype=self.dtype), cuda.device_array(largest, dtype=np.float64),
-                   cuda.device_array(largest, dtype=np.int64))  # fmt: skip
-        loss, correct = cuda.device_array(n_steps, dtype=np.float64), cuda.device_array(n_steps, dtype=np.int64)
-        train_steps[1, THREADS](images, labels, order, cuda.to_device(starts), self.a, self.c, self.W, self.b,
-                                self.bufW, self.bufb, self.first, self.dtype.type(lr), *self.options, *scratch, loss,
-                                correct)  # fmt: skip
+        largest = int(np.diff(starts).max())
+        kernel, blocks, args = self.launch(images, labels, order, starts, largest, lr)
+        kernel[blocks](*args)
+        loss, correct = args[-2:]
         return float(loss.copy_to_host().sum()), int(correct.copy_to_host().sum())
 
-    def evaluate(self, images, labels) -> tuple[float, float, np.ndarray]:
+    def launch(self, images: DeviceImages, labels, order, starts: np.ndarray, largest: int, lr: float):
+        """``(kernel, launch configuration, arguments)`` of the training launch: the dense or the sparse kernel, one
+        block, the steps' scratch and outputs allocated (the last two arguments: each step's loss sum and correct
+        count)."""
+        n_classes, n_pixels = self.W.shape
+
+        def empty(shape, dtype=self.dtype):
+            return cuda.device_array(shape, dtype=dtype)
+
+        common = (labels, order, cuda.to_device(starts), self.a, self.c, self.W, self.b, self.bufW, self.bufb,
+                  self.first, self.dtype.type(lr), *self.options)  # fmt: skip
+        out = (empty(len(starts) - 1, np.float64), empty(len(starts) - 1, np.int64))
+        if self.kernel_for(images, largest) == "dense":
+            scratch = (
+                empty((largest, n_classes)),
+                empty(n_classes),
+                empty(largest, np.float64),
+                empty(largest, np.int64),
+            )
+            return cuda_device.train_steps_dense, (1, THREADS), (images.dense, *common, *scratch, *out)
+        g_at, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
+        batch, partials = cuda_device.MAX_BATCH, n_classes * cuda_device.WORD
+        scratch = (
+            g_at,
+            empty(n_classes),
+            empty(n_classes),
+            empty(partials),
+            empty(batch, np.float64),
+            empty(batch, np.int64),
+        )
+        csr = (images.dense, images.indptr, images.indices, images.values)
+        return cuda_device.train_steps_sparse, (1, SPARSE_THREADS, 0, n_bytes), (*csr, *common, *scratch, *out)
+
+    def evaluate(self, images: DeviceImages, labels) -> tuple[float, float, np.ndarray]:
         """``(mean loss, accuracy, predictions)`` over every row (``images`` and ``labels`` on the device)."""
-        n = images.shape[0]
-        loss, predictions = cuda.device_array(n, dtype=np.float64), cuda.device_array(n, dtype=np.int64)
-        blocks = (n + THREADS - 1) // THREADS
-        evaluate[blocks, THREADS](images, labels, self.a, self.c, self.W, self.b, loss, predictions)
-        predictions = predictions.copy_to_host()
-        return float(loss.copy_to_host().sum()) / n, float((predictions == labels.copy_to_host()).mean()), predictions
+        kernel, blocks, args = self.evaluation(images, labels)
+        kernel[blocks](*args)
+        loss, predictions = (array.copy_to_host() for array in args[-2:])
+        n = len(predictions)
+        return float(loss.sum()) / n, float((predictions == labels.copy_to_host()).mean()), predictions
+
+    def evaluation(self, images: DeviceImages, labels):
+        """``(kernel, launch configuration, arguments)`` of inference: a thread per image, the last two arguments
+        its outputs (each image's loss and prediction)."""
+        n = images.dense.shape[0]
+        out = (cuda.device_array(n, dtype=np.float64), cuda.device_array(n, dtype=np.int64))
+        blocks = ((n + THREADS - 1) // THREADS, THREADS)
+        return cuda_device.evaluate, blocks, (images.dense, labels, self.a, self.c, self.W, self.b, *out)
 
 
 def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> tuple[float, bool]:
@@ -213,8 +177,11 @@ def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> t
 
     def run():
         layer = CudaLinear(np.zeros((3, 4), dtype=dtype), np.zeros(3, dtype=dtype), 0.5, -0.1, 0.9, 0, 1e-4, True)
-        images, labels = cuda.to_device(np.ones((4, 4), dtype=values_dtype)), cuda.to_device(np.arange(4) % 3)
-        layer.train_steps(images, labels, cuda.to_device(np.arange(4)), [slice(0, 2), slice(2, 4)], 0.1)
+        images = DeviceImages.from_host(np.eye(4, dtype=values_dtype))
+        labels, order = cuda.to_device(np.arange(4) % 3), cuda.to_device(np.arange(4))
+        for kernel in ("dense", "sparse"):
+            layer.kernel = kernel
+            layer.train_steps(images, labels, order, [slice(0, 2), slice(2, 4)], 0.1)
         layer.evaluate(images, labels)
 
-    return compile_report((train_steps, evaluate), run)
+    return compile_report((cuda_device.train_steps_dense, cuda_device.train_steps_sparse, cuda_device.evaluate), run)

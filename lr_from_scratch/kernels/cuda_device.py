@@ -1,0 +1,294 @@
+"""The CUDA kernels, the code that runs on the GPU (Numba's CUDA target): training, every SGD step of a call in
+one launch of one block, and inference. :mod:`.cuda` is the host side that launches them.
+
+A step at batch 64 is about 1M multiply-adds, a few microseconds of one GPU block's time, while a kernel launch
+and a synchronisation cost about as much again. So a training kernel is *one* block that carries the weights
+across all the steps it is given (an epoch by default): no launch, no host round trip between steps. Inside a
+step its threads take turns at the work, with a barrier (``syncthreads``) between the phases, and every sum runs
+in a fixed order, so a run gives the same bits every time.
+
+**The dense kernel**, :func:`train_steps_dense`, reads every pixel, for any batch size:
+
+1. logits: thread ``t`` computes ``z[i, k] = a W_k . p_i + c sum_d W[k, d] + b_k`` for some pairs ``(i, k)``
+   (the normalisation folded in, as on the CPU: the images stay uint8);
+2. softmax: thread ``i`` turns its sample's logits into ``g[i] = (p_i - onehot(y_i)) / B``, its loss and its
+   prediction;
+3. gradient and update: thread ``t`` owns some pixels ``d`` and, for each class, sums ``a g[i, k] p_i[d]`` over
+   the batch (plus the rank-one ``c db_k``), then applies PyTorch's SGD rule to ``W[k, d]`` at once; the first
+   threads do the bias.
+
+**The sparse kernel**, :func:`train_steps_sparse`, reads only the non-zero pixels (about 19% of MNIST's), from
+compressed sparse rows (:class:`~lr_from_scratch.data.sparse.SparseRows`), as the CPU kernels do:
+
+1. logits: pairs ``(i, k)`` sum ``W[k, j] p_ij`` over sample ``i``'s non-zero pixels ``j`` only, plus
+   ``const_k = c sum_d W[k, d] + b_k``. Meanwhile each warp marks which pixels its samples have:
+   ``masks[w, d]`` gets bit ``t`` when sample ``32 w + t`` has pixel ``d`` (an atomic OR, whose result does not
+   depend on the order the threads arrive in);
+2. softmax as in the dense kernel, into ``g`` in shared memory;
+3. gradient and update: thread ``t`` owns pixels ``d`` and walks the set bits of ``masks[:, d]``, lowest first,
+   so its sum ``sum_i g_ik p_id`` visits the samples that have the pixel, in sample order, and nothing else;
+4. ``sum_d W[k, d]`` of the new weights, for the next step's constants, in a fixed order.
+
+Its limits: batches of at most :data:`MAX_BATCH` samples (two mask words per pixel) and :data:`MAX_CLASSES`
+classes (a pixel owner's accumulators); :mod:`.cuda` falls back to the dense kernel beyond them.
+
+**Inference**, :func:`evaluate`, takes a thread per image.
+
+The kernels and their device functions live in this one module on purpose: Numba's simulator swaps the CUDA
+module into the globals of every device function it calls, and for a function from another module it takes a
+lock to do so on every call: the simulated MNIST test took 76 s instead of 6.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, uint32
+
+#: The sparse kernel's samples per mask word (a uint32), mask words per pixel, and so the largest batch it takes.
+WORD = 32
+MASK_WORDS = 2
+MAX_BATCH = WORD * MASK_WORDS
+#: The sparse kernel's most classes: a pixel owner keeps one gradient accumulator per class.
+MAX_CLASSES = 16
+
+
+def shared_bytes(n_classes: int, n_pixels: int, itemsize: int) -> tuple[int, int]:
+    """The dynamic shared memory a launch of the sparse kernel needs: ``(g_at, n_bytes)``. The masks,
+    ``MASK_WORDS * n_pixels`` uint32, come first; ``g``, ``MAX_BATCH * n_classes`` floats of ``itemsize`` bytes,
+    starts at float index ``g_at`` after them."""
+    mask_bytes = 4 * MASK_WORDS * n_pixels
+    g_at = -(-mask_bytes // itemsize)  # the first whole float after the masks
+    return g_at, (g_at + MAX_BATCH * n_classes) * itemsize
+
+
+@cuda.jit
+def train_steps_dense(images, labels, order, starts, a, c, W, b, bufW, bufb, first, lr, momentum,
+                      one_minus_dampening, weight_decay, nesterov, g, db, sample_loss, sample_correct, loss,
+                      correct):  # fmt: skip
+    """The dense kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s``, in one block.
+
+    images (n, D) uint8 or float, labels (n,) int64, order (n,) and starts (S + 1,) int64; W (K, D) and b (1, K)
+    with their momentum buffers bufW (K, D) and bufb (1, K), updated in place; first (1,) bool: the buffers are
+    still empty. Scalars in the weights' dtype: ``a``, ``c`` (the inputs are ``a p + c``), ``lr``, ``momentum``,
+    ``1 - dampening``, ``weight_decay``; ``nesterov`` bool. Scratch: g (B, K) and db (K,) in the weights' dtype,
+    sample_loss (B,) float64, sample_correct (B,) int64. Out: loss (S,) float64 and correct (S,) int64, each
+    step's loss sum and correct count.
+    """
+    tid, threads = cuda.threadIdx.x, cuda.blockDim.x
+    n_classes, n_pixels = W.shape
+    zero = a - a  # 0 in the weights' dtype
+    for s in range(starts.shape[0] - 1):
+        lo, hi = starts[s], starts[s + 1]
+        batch = hi - lo
+        # 1. logits, the normalisation folded in: z = a W p + c sum_d W[:, d] + b
+        for pair in range(tid, batch * n_classes, threads):
+            i, k = pair // n_classes, pair % n_classes
+            row = order[lo + i]
+            dot, col = zero, zero
+            for d in range(n_pixels):
+                dot += W[k, d] * images[row, d]
+                col += W[k, d]
+            g[i, k] = a * dot + c * col + b[0, k]
+        cuda.syncthreads()
+        # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
+        for i in range(tid, batch, threads):
+            label = labels[order[lo + i]]
+            m, best = g[i, 0], 0
+            for k in range(1, n_classes):
+                if g[i, k] > m:
+                    m, best = g[i, k], k
+            total = zero
+            for k in range(n_classes):
+                total += math.exp(g[i, k] - m)
+            sample_loss[i] = m + math.log(total) - g[i, label]
+            sample_correct[i] = best == label
+            for k in range(n_classes):
+                g[i, k] = (math.exp(g[i, k] - m) / total - (k == label)) / batch
+        cuda.syncthreads()
+        for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
+            db[k] = zero
+            for i in range(batch):
+                db[k] += g[i, k]
+        if tid == 0:  # the step's loss and correct count, in sample order
+            step_loss, step_correct = 0.0, 0
+            for i in range(batch):
+                step_loss += sample_loss[i]
+                step_correct += sample_correct[i]
+            loss[s], correct[s] = step_loss, step_correct
+        cuda.syncthreads()
+        # 3. gradient and SGD update: a thread per pixel for the weights, the first threads for the bias
+        first_step = first[0]
+        for d in range(tid, n_pixels, threads):
+            for k in range(n_classes):
+                grad = zero
+                for i in range(batch):
+                    grad += g[i, k] * images[order[lo + i], d]
+                grad = a * grad + c * db[k] + weight_decay * W[k, d]
+                W[k, d] -= lr * sgd_direction(bufW, k, d, grad, first_step, momentum, one_minus_dampening, nesterov)
+        for k in range(tid, n_classes, threads):
+            grad = db[k] + weight_decay * b[0, k]
+            b[0, k] -= lr * sgd_direction(bufb, 0, k, grad, first_step, momentum, one_minus_dampening, nesterov)
+        cuda.syncthreads()
+        if tid == 0:
+            first[0] = False
+        cuda.syncthreads()
+
+
+@cuda.jit(device=True, inline=True)
+def sgd_direction(buf, row, col, grad, first_step, momentum, one_minus_dampening, nesterov):
+    """PyTorch's SGD direction for one parameter with gradient ``grad`` (weight decay included), updating its
+    momentum buffer ``buf[row, col]``: the buffer starts as the gradient, then ``momentum b + (1 - dampening) g``;
+    the direction is ``g + momentum b`` (Nesterov) or ``b``, or just ``g`` without momentum."""
+    if momentum == 0:
+        return grad
+    velocity = grad if first_step else momentum * buf[row, col] + one_minus_dampening * grad
+    buf[row, col] = velocity
+    return grad + momentum * velocity if nesterov else velocity
+
+
+@cuda.jit
+def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a, c, W, b, bufW, bufb, first, lr,
+                       momentum, one_minus_dampening, weight_decay, nesterov, g_at, const, db, partial, sample_loss,
+                       sample_correct, loss, correct):  # fmt: skip
+    """The sparse kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s`` (each at most MAX_BATCH
+    samples), in one block, launched with :func:`shared_bytes` of dynamic shared memory.
+
+    dense (n, D) the images as they are, and their non-zero entries as CSR: indptr (n + 1,) int64, indices
+    (nnz,) uint16, values (nnz,); labels (n,) int64, order (n,) and starts (S + 1,) int64. W (K, D), b (1, K),
+    their momentum buffers, ``first`` and the scalars as for the dense kernel. ``g_at``: where ``g`` starts in shared
+    memory. Scratch: const, db (K,) and partial (K * 32,) in the weights' dtype, sample_loss (MAX_BATCH,)
+    float64, sample_correct (MAX_BATCH,) int64. Out: loss (S,) float64 and correct (S,) int64.
+    """
+    tid, threads = cuda.threadIdx.x, cuda.blockDim.x
+    lane, warp, warps = tid % WORD, tid // WORD, max(threads // WORD, 1)
+    n_classes, n_pixels = W.shape
+    zero = a - a  # 0 in the weights' dtype
+    masks = cuda.shared.array(0, uint32)  # masks[w * D + d]: bit t for sample 32 w + t having pixel d
+    g = cuda.shared.array(0, W.dtype)[g_at : g_at + MAX_BATCH * n_classes]  # g[i * K + k]: logits, then dL/dz
+    for word in range(tid, MASK_WORDS * n_pixels, threads):
+        masks[word] = 0
+    _fold_constants(W, b, c, partial, const, tid, threads, lane)
+    for s in range(starts.shape[0] - 1):
+        lo, hi = starts[s], starts[s + 1]
+        batch = hi - lo
+        # 1. logits over the non-zero pixels; each pixel's bitmask of the samples that have it
+        for pair in range(tid, batch * n_classes, threads):
+            i, k = pair // n_classes, pair % n_classes
+            row = order[lo + i]
+            dot = zero
+            for j in range(indptr[row], indptr[row + 1]):
+                dot += W[k, indices[j]] * values[j]
+            g[pair] = a * dot + const[k]
+        for i in range(warp, batch, warps):
+            row, bit = order[lo + i], np.uint32(1 << (i % WORD))
+            for j in range(indptr[row] + lane, indptr[row + 1], WORD):
+                cuda.atomic.or_(masks, (i // WORD) * n_pixels + indices[j], bit)
+        cuda.syncthreads()
+        # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
+        for i in range(tid, batch, threads):
+            label, z = labels[order[lo + i]], i * n_classes
+            m, best = g[z], 0
+            for k in range(1, n_classes):
+                if g[z + k] > m:
+                    m, best = g[z + k], k
+            total = zero
+            for k in range(n_classes):
+                total += math.exp(g[z + k] - m)
+            sample_loss[i] = m + math.log(total) - g[z + label]
+            sample_correct[i] = best == label
+            for k in range(n_classes):
+                g[z + k] = (math.exp(g[z + k] - m) / total - (k == label)) / batch
+        cuda.syncthreads()
+        for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
+            db[k] = zero
+            for i in range(batch):
+                db[k] += g[i * n_classes + k]
+        if tid == 0:  # the step's loss and correct count, in sample order
+            step_loss, step_correct = 0.0, 0
+            for i in range(batch):
+                step_loss += sample_loss[i]
+                step_correct += sample_correct[i]
+            loss[s], correct[s] = step_loss, step_correct
+        cuda.syncthreads()
+        # 3. a thread per pixel: its samples from the masks, lowest first; then the SGD update
+        first_step = first[0]
+        for d in range(tid, n_pixels, threads):
+            # the accumulators stay in registers: every loop over them has a constant length, so it unrolls
+            grad = cuda.local.array(MAX_CLASSES, W.dtype)
+            for k in range(MAX_CLASSES):
+                grad[k] = zero
+            for word in range(MASK_WORDS):
+                bits = masks[word * n_pixels + d]
+                masks[word * n_pixels + d] = 0  # ready for the next step
+                while bits:
+                    i = word * WORD + cuda.ffs(bits) - 1
+                    bits &= bits - 1
+                    p = dense[order[lo + i], d]
+                    for k in range(MAX_CLASSES):
+                        if k < n_classes:
+                            grad[k] += g[i * n_classes + k] * p
+            for k in range(MAX_CLASSES):
+                if k < n_classes:
+                    step = a * grad[k] + c * db[k] + weight_decay * W[k, d]
+                    W[k, d] -= lr * sgd_direction(bufW, k, d, step, first_step, momentum, one_minus_dampening,
+                                                  nesterov)  # fmt: skip
+        for k in range(tid, n_classes, threads):
+            step = db[k] + weight_decay * b[0, k]
+            b[0, k] -= lr * sgd_direction(bufb, 0, k, step, first_step, momentum, one_minus_dampening, nesterov)
+        cuda.syncthreads()
+        if tid == 0:
+            first[0] = False
+        # 4. the folded constants of the new weights, for the next step
+        _fold_constants(W, b, c, partial, const, tid, threads, lane)
+
+
+@cuda.jit(device=True, inline=True)
+def _fold_constants(W, b, c, partial, const, tid, threads, lane):
+    """``const[k] = c * sum_d W[k, d] + b[k]`` in a fixed order: 32 partial sums per class over ``d = lane, lane
+    + 32, ...``, then their sum in lane order. Ends with a barrier, as it starts after one."""
+    n_classes, n_pixels = W.shape
+    for pair in range(tid, n_classes * WORD, threads):
+        k, part = pair // WORD, pair % WORD
+        total = c - c
+        for d in range(part, n_pixels, WORD):
+            total += W[k, d]
+        partial[pair] = total
+    cuda.syncthreads()
+    for k in range(tid, n_classes, threads):
+        total = c - c
+        for part in range(WORD):
+            total += partial[k * WORD + part]
+        const[k] = c * total + b[0, k]
+    cuda.syncthreads()
+
+
+@cuda.jit
+def evaluate(images, labels, a, c, W, b, loss, predictions):
+    """One thread per sample: its loss ``-log p[label]`` into ``loss`` (float64) and its most probable class (the
+    first of equals, as ``argmax``) into ``predictions``. The softmax runs in one pass over the classes: the
+    running sum is rescaled whenever the running maximum grows."""
+    i = cuda.grid(1)
+    if i >= images.shape[0]:
+        return
+    n_classes, n_pixels = W.shape
+    zero = a - a
+    m, best, total, z_label = zero, 0, zero, zero
+    for k in range(n_classes):
+        dot, col = zero, zero
+        for d in range(n_pixels):
+            dot += W[k, d] * images[i, d]
+            col += W[k, d]
+        zk = a * dot + c * col + b[0, k]
+        if k == labels[i]:
+            z_label = zk
+        if k == 0:
+            m, total = zk, zero + 1
+        elif zk > m:
+            total = total * math.exp(m - zk) + 1
+            m, best = zk, k
+        else:
+            total += math.exp(zk - m)
+    loss[i] = m + math.log(total) - z_label
+    predictions[i] = best
