@@ -26,8 +26,8 @@ from lr_from_scratch.data import batch_slices, epoch_order, prepare
 from lr_from_scratch.trainer import TrainState, fit, train_epoch
 
 #: name -> (backend, device, variant): the torch loader, or "compile" / "graphs" (the tensor loader's step compiled
-#: / replayed as CUDA graphs); for the CUDA kernels, "dense" holds them to the dense one (else the sparse one runs
-#: where it applies)
+#: / replayed as CUDA graphs); for the CUDA kernels, the one to run at every batch size ("dense", "grid"), where
+#: plain "cuda" picks the sparse one up to batch 64 and the grid one beyond
 IMPLEMENTATIONS = {
     "numpy": ("numpy", None, None),
     "numba-naive": ("numba-naive", None, None),
@@ -35,6 +35,7 @@ IMPLEMENTATIONS = {
     "numba-1-thread": ("numba", None, None),
     "cuda": ("cuda", "cuda", None),
     "cuda-dense": ("cuda", "cuda", "dense"),
+    "cuda-grid": ("cuda", "cuda", "grid"),
     "torch-cpu": ("torch", "cpu", "tensor"),
     "torch-cpu-dataloader": ("torch", "cpu", "dataloader"),
     "torch-cpu-compile": ("torch", "cpu", "compile"),
@@ -47,10 +48,10 @@ IMPLEMENTATIONS = {
 #: Implementations held to a number of Numba threads (the others use them all): what threads bring.
 NUMBA_THREADS = {"numba-1-thread": 1}
 #: Implementations timed for speed only: each takes the same steps as another one (numba-naive as numpy, the
-#: dense CUDA kernel as the sparse one, the DataLoader and the compiled step as the tensors), so its time to 92%
+#: CUDA kernels held to one as cuda, the DataLoader and the compiled step as the tensors), so its time to 92%
 #: would say nothing new (or, compiled, would count the compilation).
-SPEED_ONLY = {"numba-naive", "cuda-dense", "torch-cpu-dataloader", "torch-cpu-compile", "torch-cuda-compile",
-              *NUMBA_THREADS}  # fmt: skip
+SPEED_ONLY = {"numba-naive", "cuda-dense", "cuda-grid", "torch-cpu-dataloader", "torch-cpu-compile",
+              "torch-cuda-compile", *NUMBA_THREADS}  # fmt: skip
 #: Dense floating-point work per training sample: forward X W^T and backward G^T X, 2 flops per multiply-add.
 DENSE_FLOP_PER_SAMPLE = 2 * 2 * 784 * 10
 #: Bytes a training sample costs from memory: its uint8 pixels, read once an epoch (the weights stay in cache).

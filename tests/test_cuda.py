@@ -31,7 +31,7 @@ OPTIONS = {
     "dampening+decay": dict(momentum=0.5, dampening=0.5, weight_decay=1e-3),
 }
 A, C = 1 / (255 * 0.3), -0.1 / 0.3  # inputs a p + c, as the normalisation folds in
-KERNELS = ["dense", "sparse"]  # the two training kernels
+KERNELS = ["dense", "sparse", "grid"]  # the training kernels
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,8 @@ def test_the_estimator_trains_on_the_gpu(problem):
     np.testing.assert_allclose(gpu.weight_, cpu.weight_, rtol=0, atol=1e-10)
 
 
-def test_the_sparse_kernel_runs_where_it_applies_and_the_dense_one_elsewhere(problem):
+def test_each_kernel_runs_where_it_applies(problem):
+    """ "auto": the sparse kernel up to its batch, the grid kernel beyond it, the dense one where neither can."""
     from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
     from lr_from_scratch.kernels.cuda_device import MAX_BATCH, MAX_CLASSES
 
@@ -150,14 +151,86 @@ def test_the_sparse_kernel_runs_where_it_applies_and_the_dense_one_elsewhere(pro
     with_rows, without = DeviceImages.from_host(images), DeviceImages.from_host(images, sparse=False)
     layer = CudaLinear(np.zeros((4, 30)), np.zeros(4), A, C)
     assert layer.kernel_for(with_rows, MAX_BATCH) == "sparse"
-    assert layer.kernel_for(with_rows, MAX_BATCH + 1) == "dense"  # more samples than mask bits
+    assert layer.kernel_for(with_rows, MAX_BATCH + 1) == "grid"  # more samples than mask bits
     assert layer.kernel_for(without, 1) == "dense"  # no CSR rows
     many = CudaLinear(np.zeros((MAX_CLASSES + 1, 30)), np.zeros(MAX_CLASSES + 1), A, C)
-    assert many.kernel_for(with_rows, 1) == "dense"  # more classes than a pixel owner's accumulators
+    assert many.kernel_for(with_rows, 1) == "dense"  # more classes than a thread's accumulators
     wide = CudaLinear(np.zeros((4, 6000)), np.zeros(4), A, C)
-    assert wide.kernel_for(DeviceImages.from_host(np.ones((2, 6000), np.uint8)), 1) == "dense"  # masks: 48 KB
-    layer.kernel = "dense"
-    assert layer.kernel_for(with_rows, 1) == "dense"
+    assert wide.kernel_for(DeviceImages.from_host(np.ones((2, 6000), np.uint8)), 1) == "grid"  # masks over 48 KB
+    for kernel in ("dense", "sparse", "grid"):
+        layer.kernel = kernel
+        assert layer.kernel_for(with_rows, 1) == kernel
     layer.kernel = "sparse"
     with pytest.raises(ValueError, match="the sparse kernel cannot take batches of 65"):
         layer.kernel_for(with_rows, MAX_BATCH + 1)
+    many.kernel = "grid"
+    with pytest.raises(ValueError, match="the grid kernel cannot take batches of 1"):
+        many.kernel_for(with_rows, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_grid_kernel_sums_over_many_chunks_and_blocks_of_work(problem, monkeypatch, dtype):
+    """Chunks of 4 samples: a batch of 23 is 6 chunks, the last one short, so the sums over chunks, the bias
+    column and the totals all run over several; the work is more tiles than the simulator's one block has
+    threads."""
+    import lr_from_scratch.kernels.cuda_device as device
+
+    monkeypatch.setattr(device, "CHUNK", 4)
+    layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = layer_and_reference(
+        problem, dtype, 23, "grid", **OPTIONS["nesterov"]
+    )
+    np.testing.assert_allclose(layer.params()[0], model.weight, rtol=0, atol=ATOL[dtype])
+    np.testing.assert_allclose(layer.params()[1], model.bias, rtol=0, atol=ATOL[dtype])
+    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5) and correct == ref_correct
+
+
+@pytest.fixture(scope="module")
+def wide_problem():
+    """70 samples of 40 features, 16 classes (the most a thread's accumulators hold), two of the samples blank,
+    and the features as floats of both signs, as the scikit-learn estimator passes them."""
+    rng = np.random.default_rng(1)
+    x = (rng.random((70, 40)) < 0.3) * rng.normal(0, 1, (70, 40))
+    x[[5, 40]] = 0
+    return x, rng.integers(0, 16, 70), rng.permutation(70), rng.uniform(-0.1, 0.1, (16, 40)), rng.uniform(-0.1, 0.1, 16)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [64, 33])  # both mask words, bit 31, a short last batch above 32
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_wide_batches_of_floats_over_several_warps_match_numpy(wide_problem, monkeypatch, kernel, batch_size, dtype):
+    """Three warps a block (the simulator's default is one), so work shared out by warp runs across warps too."""
+    import lr_from_scratch.kernels.cuda as gpu
+    from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
+
+    monkeypatch.setattr(gpu, "THREADS", 96)
+    monkeypatch.setattr(gpu, "SPARSE_THREADS", 96)
+    x, labels, order, weight, bias = wide_problem
+    x, weight, bias = x.astype(dtype), weight.astype(dtype), bias.astype(dtype)
+    options = OPTIONS["dampening+decay"]
+    layer = CudaLinear(weight.copy(), bias.copy(), 1.0, 0.0, **options)
+    layer.kernel = kernel
+    batches = batch_slices(len(labels), batch_size)
+    loss, correct = layer.train_steps(DeviceImages.from_host(x), cuda.to_device(labels), cuda.to_device(order),
+                                      batches, 0.05)  # fmt: skip
+    model = SoftmaxRegression(weight.copy(), bias.copy())
+    sgd = SGD([model.weight, model.bias], lr=0.05, **options)
+    ref_loss, ref_correct = 0.0, 0
+    for batch in batches:
+        batch_loss, n_correct, dw, db = model.forward_backward(x[order[batch]], labels[order[batch]])
+        sgd.step([dw, db])
+        ref_loss, ref_correct = ref_loss + batch_loss * (batch.stop - batch.start), ref_correct + n_correct
+    np.testing.assert_allclose(layer.params()[0], model.weight, rtol=0, atol=ATOL[dtype])
+    np.testing.assert_allclose(layer.params()[1], model.bias, rtol=0, atol=ATOL[dtype])
+    np.testing.assert_allclose(layer.buffers()[0], sgd.buffers[0], rtol=0, atol=ATOL[dtype])
+    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5) and correct == ref_correct
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_run_gives_the_same_bits_every_time(problem, kernel):
+    """Every sum in a fixed order: on a GPU, where threads race, two runs still agree bit for bit (the simulator
+    runs its threads in turn, so there this checks only that nothing depends on leftover state)."""
+    runs = [layer_and_reference(problem, "float32", 5, kernel, **OPTIONS["nesterov"])[:2] for _ in range(2)]
+    (first, first_totals), (second, second_totals) = runs
+    for mine, theirs in zip(first.params(), second.params(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert first_totals == second_totals

@@ -55,18 +55,21 @@ def ptxas():
 
 @pytest.fixture
 def host_arrays(monkeypatch):
-    """The layer's device arrays as NumPy arrays of the same types: its launches can be typed without a GPU."""
+    """The layer's device arrays as NumPy arrays of the same types: its launches can be typed without a GPU. And
+    an H100 as the current device, which Numba asks for when it compiles the grid-wide barrier's functions."""
     stand_in = SimpleNamespace(to_device=np.array, device_array=lambda shape, dtype: np.empty(shape, dtype=dtype))
     monkeypatch.setattr(gpu, "cuda", stand_in)
+    monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=H100))
 
 
 def assemble(ptxas: str, ptx: str, tmp_path: Path) -> tuple[int, int]:
     """``(registers per thread, bytes in local memory)`` of the kernel in ``ptx``, from ``ptxas -v`` for sm_90:
-    its stack frame (arrays it could not keep in registers) and its spills."""
+    its stack frame (arrays it could not keep in registers) and its spills. Assembled as relocatable code (``-c``):
+    the grid kernel's barrier calls into CUDA's device runtime, which only the launch links."""
     source = tmp_path / "kernel.ptx"
     source.write_text(ptx)
     report = subprocess.run(
-        [ptxas, "-arch=sm_90", "-v", str(source), "-o", str(tmp_path / "kernel.cubin")],
+        [ptxas, "-arch=sm_90", "-c", "-v", str(source), "-o", str(tmp_path / "kernel.cubin")],
         capture_output=True, text=True, check=True,
     ).stderr  # fmt: skip
     registers = int(re.search(r"Used (\d+) registers", report).group(1))
@@ -78,7 +81,7 @@ def assemble(ptxas: str, ptx: str, tmp_path: Path) -> tuple[int, int]:
     ("dtype", "values"),
     [("float32", "uint8"), ("float64", "uint8"), ("float32", "float32"), ("float64", "float64")],
 )
-@pytest.mark.parametrize("kernel", ["dense", "sparse", "evaluate"])
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "grid", "evaluate"])
 def test_each_kernel_compiles_for_an_h100_and_its_block_fits(ptxas, host_arrays, tmp_path, kernel, dtype, values):
     """MNIST's shapes (10 classes, 784 pixels, batches of 64) with uint8 pixels, and the estimator's floats."""
     layer = gpu.CudaLinear(np.zeros((10, 784), dtype), np.zeros(10, dtype), 1 / 255, -0.4, 0.9, 0.1, 1e-4, True)

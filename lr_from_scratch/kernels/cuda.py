@@ -28,8 +28,8 @@ THREADS = 32 if config.ENABLE_CUDASIM else 256
 SPARSE_THREADS = 32 if config.ENABLE_CUDASIM else 512
 #: The dynamic shared memory a block may ask for without opting in to more (48 KB on every CUDA GPU).
 SHARED_LIMIT = 48 * 1024
-#: Which training kernel :class:`CudaLinear` runs: "auto" (2 where it applies, else 1), or one of the two.
-KERNELS = ("auto", "dense", "sparse")
+#: Which training kernel :class:`CudaLinear` runs: "auto" (sparse, else grid, where they apply), or one of them.
+KERNELS = ("auto", "dense", "sparse", "grid")
 
 
 def available() -> bool:
@@ -105,26 +105,30 @@ class CudaLinear:
 
     def kernel_for(self, images: DeviceImages, batch_size: int) -> str:
         """The training kernel for ``images`` in batches of at most ``batch_size``: ``self.kernel``, with "auto"
-        resolved to "sparse" where the sparse kernel applies."""
-        fits = images.sparse and self.sparse_fits(batch_size)
-        if self.kernel == "sparse" and not fits:
-            raise ValueError(f"the sparse kernel cannot take batches of {batch_size} on a {self.W.shape} layer here")
-        return "sparse" if self.kernel == "sparse" or (self.kernel == "auto" and fits) else "dense"
+        resolved to the sparse kernel where it applies, else the grid kernel where it applies, else the dense one."""
+        sparse = images.sparse and self.sparse_fits(batch_size)
+        grid = images.sparse and self.W.shape[0] <= cuda_device.MAX_CLASSES
+        if (self.kernel == "sparse" and not sparse) or (self.kernel == "grid" and not grid):
+            raise ValueError(f"the {self.kernel} kernel cannot take batches of {batch_size} on a {self.W.shape} layer")
+        if self.kernel != "auto":
+            return self.kernel
+        return "sparse" if sparse else "grid" if grid else "dense"
 
     def train_steps(self, images: DeviceImages, labels, order, batches: list[slice], lr: float) -> tuple[float, int]:
         """SGD steps on the batches ``order[s]`` for each slice ``s`` of ``batches`` (``images``, ``labels`` and
         ``order`` on the device), all in one launch. Returns (loss sum, correct) over the steps' samples."""
         starts = batch_starts(batches)
-        largest = int(np.diff(starts).max())
-        kernel, blocks, args = self.launch(images, labels, order, starts, largest, lr)
-        kernel[blocks](*args)
+        kernel, (blocks, *rest), args = self.launch(images, labels, order, starts, int(np.diff(starts).max()), lr)
+        if kernel is cuda_device.train_steps_grid:  # a cooperative grid: every block resident at once
+            blocks = min(blocks, co_resident_blocks(kernel, args, rest[0]))
+        kernel[(blocks, *rest)](*args)
         loss, correct = args[-2:]
         return float(loss.copy_to_host().sum()), int(correct.copy_to_host().sum())
 
     def launch(self, images: DeviceImages, labels, order, starts: np.ndarray, largest: int, lr: float):
-        """``(kernel, launch configuration, arguments)`` of the training launch: the dense or the sparse kernel, one
-        block, the steps' scratch and outputs allocated (the last two arguments: each step's loss sum and correct
-        count)."""
+        """``(kernel, launch configuration, arguments)`` of the training launch: the dense, sparse or grid kernel,
+        the steps' scratch and outputs allocated (the last two arguments: each step's loss sum and correct count).
+        The grid kernel's configuration asks for a block per 256 threads of work; :meth:`train_steps` caps it."""
         n_classes, n_pixels = self.W.shape
 
         def empty(shape, dtype=self.dtype):
@@ -133,25 +137,24 @@ class CudaLinear:
         common = (labels, order, cuda.to_device(starts), self.a, self.c, self.W, self.b, self.bufW, self.bufb,
                   self.first, self.dtype.type(lr), *self.options)  # fmt: skip
         out = (empty(len(starts) - 1, np.float64), empty(len(starts) - 1, np.int64))
-        if self.kernel_for(images, largest) == "dense":
-            scratch = (
-                empty((largest, n_classes)),
-                empty(n_classes),
-                empty(largest, np.float64),
-                empty(largest, np.int64),
-            )
-            return cuda_device.train_steps_dense, (1, THREADS), (images.dense, *common, *scratch, *out)
-        g_at, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
-        batch, partials = cuda_device.MAX_BATCH, n_classes * cuda_device.WORD
-        scratch = (
-            g_at,
-            empty(n_classes),
-            empty(n_classes),
-            empty(partials),
-            empty(batch, np.float64),
-            empty(batch, np.int64),
-        )
         csr = (images.dense, images.indptr, images.indices, images.values)
+        kind = self.kernel_for(images, largest)
+        if kind == "dense":
+            scratch = (empty((largest, n_classes)), empty(n_classes), empty(largest, np.float64),
+                       empty(largest, np.int64))  # fmt: skip
+            return cuda_device.train_steps_dense, (1, THREADS), (images.dense, *common, *scratch, *out)
+        if kind == "grid":
+            chunks = -(-largest // cuda_device.CHUNK)
+            scratch = (empty((n_pixels, n_classes)), empty((largest, n_classes)),  # Wt, g
+                       empty(largest, np.float64), empty(largest, np.int64),  # each sample's loss and correct
+                       empty((chunks, n_classes, n_pixels + 1)), empty(chunks, np.float64), empty(chunks, np.int64),
+                       empty(n_classes), empty(n_classes), empty(n_classes * cuda_device.WORD))  # fmt: skip
+            work = max(largest, chunks * (n_pixels + 1))  # threads phases 1 and 2 can keep busy
+            return cuda_device.train_steps_grid, (-(-work // THREADS), THREADS), (*csr, *common, *scratch, *out)
+        g_at, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
+        batch = cuda_device.MAX_BATCH
+        scratch = (g_at, empty((n_pixels, n_classes)), empty(n_classes), empty(n_classes),  # g_at, Wt, const, db
+                   empty(n_classes * cuda_device.WORD), empty(batch, np.float64), empty(batch, np.int64))  # fmt: skip
         return cuda_device.train_steps_sparse, (1, SPARSE_THREADS, 0, n_bytes), (*csr, *common, *scratch, *out)
 
     def evaluate(self, images: DeviceImages, labels) -> tuple[float, float, np.ndarray]:
@@ -171,6 +174,15 @@ class CudaLinear:
         return cuda_device.evaluate, blocks, (images.dense, labels, self.a, self.c, self.W, self.b, *out)
 
 
+def co_resident_blocks(kernel, args, threads: int) -> int:
+    """How many blocks of ``threads`` threads of ``kernel`` on ``args`` fit on the GPU at once: the most a
+    cooperative grid may have (its barriers wait for every block). The simulator runs one."""
+    if config.ENABLE_CUDASIM:
+        return 1
+    compiled = kernel.compile(tuple(kernel.typeof_pyval(arg) for arg in args))
+    return compiled.max_cooperative_grid_blocks(threads)
+
+
 def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> tuple[float, bool]:
     """Compile the kernels for ``dtype`` weights and ``values_dtype`` images on a tiny problem, before anything is
     timed; returns ``(seconds, compiled)``."""
@@ -179,9 +191,10 @@ def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> t
         layer = CudaLinear(np.zeros((3, 4), dtype=dtype), np.zeros(3, dtype=dtype), 0.5, -0.1, 0.9, 0, 1e-4, True)
         images = DeviceImages.from_host(np.eye(4, dtype=values_dtype))
         labels, order = cuda.to_device(np.arange(4) % 3), cuda.to_device(np.arange(4))
-        for kernel in ("dense", "sparse"):
+        for kernel in KERNELS[1:]:
             layer.kernel = kernel
             layer.train_steps(images, labels, order, [slice(0, 2), slice(2, 4)], 0.1)
         layer.evaluate(images, labels)
 
-    return compile_report((cuda_device.train_steps_dense, cuda_device.train_steps_sparse, cuda_device.evaluate), run)
+    kernels = (cuda_device.train_steps_dense, cuda_device.train_steps_sparse, cuda_device.train_steps_grid)
+    return compile_report((*kernels, cuda_device.evaluate), run)

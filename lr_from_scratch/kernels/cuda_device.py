@@ -50,8 +50,10 @@ from numba import cuda, uint32
 WORD = 32
 MASK_WORDS = 2
 MAX_BATCH = WORD * MASK_WORDS
-#: The sparse kernel's most classes: a pixel owner keeps one gradient accumulator per class.
+#: The most classes of the sparse and the grid kernels: a thread keeps one accumulator per class, in registers.
 MAX_CLASSES = 16
+#: The grid kernel's samples per chunk: each (chunk, pixel) thread sums its share of the gradient over them.
+CHUNK = 256
 
 
 def shared_bytes(n_classes: int, n_pixels: int, itemsize: int) -> tuple[int, int]:
@@ -95,17 +97,8 @@ def train_steps_dense(images, labels, order, starts, a, c, W, b, bufW, bufb, fir
         # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
         for i in range(tid, batch, threads):
             label = labels[order[lo + i]]
-            m, best = g[i, 0], 0
-            for k in range(1, n_classes):
-                if g[i, k] > m:
-                    m, best = g[i, k], k
-            total = zero
-            for k in range(n_classes):
-                total += math.exp(g[i, k] - m)
-            sample_loss[i] = m + math.log(total) - g[i, label]
+            sample_loss[i], best = softmax_gradient(g[i], label, batch)
             sample_correct[i] = best == label
-            for k in range(n_classes):
-                g[i, k] = (math.exp(g[i, k] - m) / total - (k == label)) / batch
         cuda.syncthreads()
         for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
             db[k] = zero
@@ -148,18 +141,38 @@ def sgd_direction(buf, row, col, grad, first_step, momentum, one_minus_dampening
     return grad + momentum * velocity if nesterov else velocity
 
 
+@cuda.jit(device=True, inline=True)
+def softmax_gradient(z, label, batch):
+    """One sample's logits ``z`` (K,) become ``(softmax(z) - onehot(label)) / batch`` in place, through the max
+    shift (each exponential computed once); returns its loss ``log sum exp(z) - z[label]`` and its prediction, the
+    first largest logit (``argmax``'s rule). The division is in the logits' dtype, as float32 arithmetic gives."""
+    m, best = z[0], 0
+    for k in range(1, z.shape[0]):
+        if z[k] > m:
+            m, best = z[k], k
+    z_label, total = z[label], z[0] - z[0]
+    for k in range(z.shape[0]):
+        z[k] = math.exp(z[k] - m)
+        total += z[k]
+    size = z.dtype.type(batch)
+    for k in range(z.shape[0]):
+        z[k] = (z[k] / total - z.dtype.type(k == label)) / size
+    return m + math.log(total) - z_label, best
+
+
 @cuda.jit
 def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a, c, W, b, bufW, bufb, first, lr,
-                       momentum, one_minus_dampening, weight_decay, nesterov, g_at, const, db, partial, sample_loss,
-                       sample_correct, loss, correct):  # fmt: skip
+                       momentum, one_minus_dampening, weight_decay, nesterov, g_at, Wt, const, db, partial,
+                       sample_loss, sample_correct, loss, correct):  # fmt: skip
     """The sparse kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s`` (each at most MAX_BATCH
     samples), in one block, launched with :func:`shared_bytes` of dynamic shared memory.
 
     dense (n, D) the images as they are, and their non-zero entries as CSR: indptr (n + 1,) int64, indices
     (nnz,) uint16, values (nnz,); labels (n,) int64, order (n,) and starts (S + 1,) int64. W (K, D), b (1, K),
     their momentum buffers, ``first`` and the scalars as for the dense kernel. ``g_at``: where ``g`` starts in shared
-    memory. Scratch: const, db (K,) and partial (K * 32,) in the weights' dtype, sample_loss (MAX_BATCH,)
-    float64, sample_correct (MAX_BATCH,) int64. Out: loss (S,) float64 and correct (S,) int64.
+    memory. Scratch in the weights' dtype: Wt (D, K), the weights transposed, so that one pixel's weights are
+    side by side for the logits' gathers (kept equal to W); const, db (K,) and partial (K * 32,). sample_loss
+    (MAX_BATCH,) float64, sample_correct (MAX_BATCH,) int64. Out: loss (S,) float64 and correct (S,) int64.
     """
     tid, threads = cuda.threadIdx.x, cuda.blockDim.x
     lane, warp, warps = tid % WORD, tid // WORD, max(threads // WORD, 1)
@@ -169,7 +182,8 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
     g = cuda.shared.array(0, W.dtype)[g_at : g_at + MAX_BATCH * n_classes]  # g[i * K + k]: logits, then dL/dz
     for word in range(tid, MASK_WORDS * n_pixels, threads):
         masks[word] = 0
-    _fold_constants(W, b, c, partial, const, tid, threads, lane)
+    _transpose(W, Wt, tid, threads)
+    _fold_constants(W, b, c, partial, const, tid, threads)
     for s in range(starts.shape[0] - 1):
         lo, hi = starts[s], starts[s + 1]
         batch = hi - lo
@@ -179,7 +193,7 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
             row = order[lo + i]
             dot = zero
             for j in range(indptr[row], indptr[row + 1]):
-                dot += W[k, indices[j]] * values[j]
+                dot += Wt[indices[j], k] * values[j]
             g[pair] = a * dot + const[k]
         for i in range(warp, batch, warps):
             row, bit = order[lo + i], np.uint32(1 << (i % WORD))
@@ -188,18 +202,9 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
         cuda.syncthreads()
         # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
         for i in range(tid, batch, threads):
-            label, z = labels[order[lo + i]], i * n_classes
-            m, best = g[z], 0
-            for k in range(1, n_classes):
-                if g[z + k] > m:
-                    m, best = g[z + k], k
-            total = zero
-            for k in range(n_classes):
-                total += math.exp(g[z + k] - m)
-            sample_loss[i] = m + math.log(total) - g[z + label]
+            label = labels[order[lo + i]]
+            sample_loss[i], best = softmax_gradient(g[i * n_classes : (i + 1) * n_classes], label, batch)
             sample_correct[i] = best == label
-            for k in range(n_classes):
-                g[z + k] = (math.exp(g[z + k] - m) / total - (k == label)) / batch
         cuda.syncthreads()
         for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
             db[k] = zero
@@ -234,6 +239,7 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
                     step = a * grad[k] + c * db[k] + weight_decay * W[k, d]
                     W[k, d] -= lr * sgd_direction(bufW, k, d, step, first_step, momentum, one_minus_dampening,
                                                   nesterov)  # fmt: skip
+                    Wt[d, k] = W[k, d]
         for k in range(tid, n_classes, threads):
             step = db[k] + weight_decay * b[0, k]
             b[0, k] -= lr * sgd_direction(bufb, 0, k, step, first_step, momentum, one_minus_dampening, nesterov)
@@ -241,13 +247,128 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
         if tid == 0:
             first[0] = False
         # 4. the folded constants of the new weights, for the next step
-        _fold_constants(W, b, c, partial, const, tid, threads, lane)
+        _fold_constants(W, b, c, partial, const, tid, threads)
+
+
+@cuda.jit
+def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c, W, b, bufW, bufb, first, lr,
+                     momentum, one_minus_dampening, weight_decay, nesterov, Wt, g, sample_loss, sample_correct,
+                     gpart, lpart, cpart, db, const, partial, loss, correct):  # fmt: skip
+    """The grid kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s``, over a whole
+    cooperative grid (every block resident at once), with a grid-wide barrier between the phases.
+
+    Arrays as for the sparse kernel, and scratch in global memory: Wt (D, K) and g (B, K) in the weights' dtype,
+    sample_loss
+    (B,) float64, sample_correct (B,) int64; gpart (C, K, D + 1) in the weights' dtype, lpart (C,) float64 and
+    cpart (C,) int64, one row per chunk of CHUNK samples; db, const (K,) and partial (K * 32,). Out: loss (S,)
+    float64 and correct (S,) int64. Every sum runs in an order fixed by the data, whatever the grid's size.
+    """
+    grid = cuda.cg.this_grid()
+    at, stride = cuda.grid(1), cuda.gridsize(1)
+    tid, threads, leader = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x == 0
+    n_classes, n_pixels = W.shape
+    zero = a - a
+    _transpose(W, Wt, at, stride)
+    if leader:  # block 0 folds the constants
+        _fold_constants(W, b, c, partial, const, tid, threads)
+    grid.sync()
+    for s in range(starts.shape[0] - 1):
+        lo, hi = starts[s], starts[s + 1]
+        batch = hi - lo
+        n_chunks = (batch + CHUNK - 1) // CHUNK
+        # 1. a thread per sample: its logits over its non-zero pixels (accumulated in registers), then its softmax,
+        #    loss and prediction, with g <- (p - onehot(y)) / B
+        for i in range(at, batch, stride):
+            row = order[lo + i]
+            z = cuda.local.array(MAX_CLASSES, W.dtype)
+            for k in range(MAX_CLASSES):
+                z[k] = zero
+            for j in range(indptr[row], indptr[row + 1]):
+                col, value = indices[j], values[j]
+                for k in range(MAX_CLASSES):
+                    if k < n_classes:
+                        z[k] += Wt[col, k] * value
+            for k in range(MAX_CLASSES):
+                if k < n_classes:
+                    g[i, k] = a * z[k] + const[k]
+            label = labels[row]
+            sample_loss[i], best = softmax_gradient(g[i], label, batch)
+            sample_correct[i] = best == label
+        grid.sync()
+        # 2. a thread per (chunk, pixel): the chunk's share of the gradient, in sample order; pixel D stands for the
+        #    bias (its value is 1) and also sums the chunk's losses and correct predictions
+        for tile in range(at, n_chunks * (n_pixels + 1), stride):
+            chunk, d = tile // (n_pixels + 1), tile % (n_pixels + 1)
+            first_i, last_i = chunk * CHUNK, min(batch, (chunk + 1) * CHUNK)
+            acc = cuda.local.array(MAX_CLASSES, W.dtype)
+            for k in range(MAX_CLASSES):
+                acc[k] = zero
+            if d < n_pixels:
+                for i in range(first_i, last_i):
+                    p = dense[order[lo + i], d]
+                    if p != 0:
+                        for k in range(MAX_CLASSES):
+                            if k < n_classes:
+                                acc[k] += g[i, k] * p
+            else:
+                chunk_loss, chunk_correct = 0.0, 0
+                for i in range(first_i, last_i):
+                    chunk_loss += sample_loss[i]
+                    chunk_correct += sample_correct[i]
+                    for k in range(MAX_CLASSES):
+                        if k < n_classes:
+                            acc[k] += g[i, k]
+                lpart[chunk], cpart[chunk] = chunk_loss, chunk_correct
+            for k in range(MAX_CLASSES):
+                if k < n_classes:
+                    gpart[chunk, k, d] = acc[k]
+        grid.sync()
+        # 3. the bias gradient and the step's totals, summed over the chunks in order
+        for k in range(at, n_classes, stride):
+            db[k] = zero
+            for chunk in range(n_chunks):
+                db[k] += gpart[chunk, k, n_pixels]
+        if at == 0:
+            step_loss, step_correct = 0.0, 0
+            for chunk in range(n_chunks):
+                step_loss += lpart[chunk]
+                step_correct += cpart[chunk]
+            loss[s], correct[s] = step_loss, step_correct
+        grid.sync()
+        # 4. a thread per pixel: its gradient over the chunks in order, then the SGD update; the bias likewise
+        first_step = first[0]
+        for d in range(at, n_pixels, stride):
+            for k in range(n_classes):
+                total = zero
+                for chunk in range(n_chunks):
+                    total += gpart[chunk, k, d]
+                step = a * total + c * db[k] + weight_decay * W[k, d]
+                W[k, d] -= lr * sgd_direction(bufW, k, d, step, first_step, momentum, one_minus_dampening, nesterov)
+                Wt[d, k] = W[k, d]
+        for k in range(at, n_classes, stride):
+            step = db[k] + weight_decay * b[0, k]
+            b[0, k] -= lr * sgd_direction(bufb, 0, k, step, first_step, momentum, one_minus_dampening, nesterov)
+        grid.sync()
+        # 5. the folded constants of the new weights, for the next step
+        if at == 0:
+            first[0] = False
+        if leader:
+            _fold_constants(W, b, c, partial, const, tid, threads)
+        grid.sync()
 
 
 @cuda.jit(device=True, inline=True)
-def _fold_constants(W, b, c, partial, const, tid, threads, lane):
-    """``const[k] = c * sum_d W[k, d] + b[k]`` in a fixed order: 32 partial sums per class over ``d = lane, lane
-    + 32, ...``, then their sum in lane order. Ends with a barrier, as it starts after one."""
+def _transpose(W, Wt, at, stride):
+    """``Wt[d, k] = W[k, d]``, the entries shared out ``at, at + stride, ...`` (a block's or a grid's threads)."""
+    n_classes, n_pixels = W.shape
+    for entry in range(at, n_classes * n_pixels, stride):
+        Wt[entry % n_pixels, entry // n_pixels] = W[entry // n_pixels, entry % n_pixels]
+
+
+@cuda.jit(device=True, inline=True)
+def _fold_constants(W, b, c, partial, const, tid, threads):
+    """``const[k] = c * sum_d W[k, d] + b[k]`` in a fixed order, by one block: 32 partial sums per class over
+    ``d = j, j + 32, ...``, then their sum in order of ``j``. Ends with a barrier, as it starts after one."""
     n_classes, n_pixels = W.shape
     for pair in range(tid, n_classes * WORD, threads):
         k, part = pair // WORD, pair % WORD
