@@ -208,6 +208,8 @@ class CudaBackend(LayerBackend):
             for name, part in (("train", train), ("val", val), ("test", test))
         ]  # fmt: skip
         super().__init__(kernels.CudaLinear(weight, bias, a, c, *_sgd_options(config)), warmed, *on_device)
+        if kernels.grid_unavailable():
+            self.info["cuda_grid_unavailable"] = kernels.grid_unavailable()
         self._on_device = (None, None)  # (the epoch's order, its copy on the device)
 
     def _order(self, order):

@@ -24,6 +24,9 @@ def build_backend(config, splits, args):
         if not CACHE:
             how = "compiled (no writable cache folder: set NUMBA_CACHE_DIR to one to keep them)"
         print(f"numba kernels {how} in {backend.info['compile_seconds']:.1f} s")
+    if "cuda_grid_unavailable" in backend.info:
+        print(f"the CUDA grid kernel cannot run here ({backend.info['cuda_grid_unavailable']}): batches above 64 take "
+              "the dense kernel")  # fmt: skip
     return backend
 
 

@@ -16,7 +16,8 @@ if ! python3 -c "from numba import cuda; import sys; sys.exit(not cuda.is_availa
     exit 2
 fi
 # Nothing stops half-way: a failing test or implementation is reported, the rest still runs, the page of what
-# worked is written (failures listed as skipped), and the exit status says whether all of it passed.
+# worked is written (failures listed as skipped), and the exit status says whether all of it passed. The
+# timeouts keep the whole inside the ten minutes a device call may take.
 status=0
 echo "== the CUDA kernels, PyTorch on CUDA and the peers, tested on this GPU"
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_equivalence.py tests/test_peers.py \
@@ -27,7 +28,7 @@ if [ "$status" -eq 124 ]; then
     exit 124
 fi
 echo "== the benchmark page of this GPU"
-python3 -m benchmarks.report --out docs --name benchmarks-gpu --no-progress \
+timeout 330 python3 -m benchmarks.report --out docs --name benchmarks-gpu --no-progress \
     --impls cuda,cuda-dense,cuda-grid,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu \
     "${@:2}" || status=$?
 if [ -n "${OUT:-}" ] && [ -f docs/benchmarks-gpu.json ]; then

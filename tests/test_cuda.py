@@ -8,9 +8,11 @@ the last place of the momentum buffers, which reach a few units).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
-from numba import cuda
+from numba import config, cuda
 
 from lr_from_scratch.backends import NumpyBackend, make_backend
 from lr_from_scratch.config import TrainConfig
@@ -32,6 +34,71 @@ OPTIONS = {
 }
 A, C = 1 / (255 * 0.3), -0.1 / 0.3  # inputs a p + c, as the normalisation folds in
 KERNELS = ["dense", "sparse", "grid"]  # the training kernels
+
+
+#: Seconds a simulated barrier waits: one that some thread never reaches fails the test instead of hanging it.
+BARRIER_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def several_blocks(request, monkeypatch):
+    """Every test of the grid kernel runs it on several blocks: 32 threads a block on a GPU, so even these small
+    problems take several. The simulator runs a grid's blocks one after the other, which a grid-wide barrier
+    cannot survive, so there every block runs at once instead (3 blocks of 8 threads), with real barriers, the
+    block's and the grid's: work shared out by block or by grid, and a barrier some thread misses, show."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("kernel") != "grid":
+        return
+    import lr_from_scratch.kernels.cuda as gpu
+
+    if not config.ENABLE_CUDASIM:
+        monkeypatch.setattr(gpu, "THREADS", 32)
+        return
+    from numba.cuda.simulator import kernel as simulated
+    from numba.cuda.simulator import kernelapi
+
+    monkeypatch.setattr(gpu, "THREADS", 8)
+    monkeypatch.setattr(gpu, "co_resident_blocks", lambda kernel, args, threads: 3)
+    monkeypatch.setattr(simulated, "BlockManager", all_blocks_at_once(simulated.BlockThread))
+    monkeypatch.setattr(kernelapi.GridGroup, "sync", lambda self: threading.current_thread().grid.wait(BARRIER_SECONDS))
+
+
+def all_blocks_at_once(block_thread):
+    """A stand-in for the simulator's BlockManager (it runs a grid one block at a time): the call for the first
+    block starts the threads of every block together, each block with a ``threading.Barrier`` for
+    ``syncthreads`` and the grid with one for its grid-wide barrier. (The blocks share the simulator's shared
+    memory, which only the grid kernel, having none, can afford.)"""
+
+    class StrictThread(block_thread):
+        def syncthreads(self):
+            self.block.wait(BARRIER_SECONDS)
+
+    class AllBlocksAtOnce:
+        def __init__(self, f, grid_dim, block_dim, debug):
+            self._f, self._grid_dim, self._block_dim, self._debug = f, grid_dim, block_dim, debug
+            self.block_state = np.zeros(block_dim, dtype=np.bool_)
+
+        def run(self, grid_point, *args):
+            if any(grid_point):
+                return  # the first block's call ran them all
+            blocks, per_block = list(np.ndindex(*self._grid_dim)), int(np.prod(self._block_dim))
+            grid, threads = threading.Barrier(per_block * len(blocks)), []
+            for block in blocks:
+                barrier = threading.Barrier(per_block)
+                for point in np.ndindex(*self._block_dim):
+                    thread = StrictThread(lambda: self._f(*args), self, block, point, self._debug)
+                    thread.block, thread.grid = barrier, grid
+                    threads.append(thread)
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            failed = [t.exception for t in threads if t.exception]
+            if failed:  # the first real error, not the broken barriers it left behind
+                kind, traceback = min(failed, key=lambda e: isinstance(e[0], threading.BrokenBarrierError))
+                raise kind.with_traceback(traceback)
+
+    return AllBlocksAtOnce
 
 
 @pytest.fixture(scope="module")
@@ -169,15 +236,15 @@ def test_each_kernel_runs_where_it_applies(problem):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_the_grid_kernel_sums_over_many_chunks_and_blocks_of_work(problem, monkeypatch, dtype):
+@pytest.mark.parametrize("kernel", ["grid"])
+def test_the_grid_kernel_sums_over_many_chunks(problem, monkeypatch, kernel, dtype):
     """Chunks of 4 samples: a batch of 23 is 6 chunks, the last one short, so the sums over chunks, the bias
-    column and the totals all run over several; the work is more tiles than the simulator's one block has
-    threads."""
+    column and the totals all run over several, shared out over several blocks."""
     import lr_from_scratch.kernels.cuda_device as device
 
-    monkeypatch.setattr(device, "CHUNK", 4)
+    monkeypatch.setattr(device, "CHUNK", 4)  # the launch passes it to the kernel
     layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = layer_and_reference(
-        problem, dtype, 23, "grid", **OPTIONS["nesterov"]
+        problem, dtype, 23, kernel, **OPTIONS["nesterov"]
     )
     np.testing.assert_allclose(layer.params()[0], model.weight, rtol=0, atol=ATOL[dtype])
     np.testing.assert_allclose(layer.params()[1], model.bias, rtol=0, atol=ATOL[dtype])
@@ -234,3 +301,46 @@ def test_a_run_gives_the_same_bits_every_time(problem, kernel):
     for mine, theirs in zip(first.params(), second.params(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert first_totals == second_totals
+
+
+def test_without_the_device_runtime_batches_above_64_take_the_dense_kernel(mnist, monkeypatch, capsys):
+    """The grid kernel's barrier needs CUDA's device runtime linked at launch. Where it cannot be (here: a launch
+    that fails as a missing libcudadevrt.a would), training goes on with the dense kernel and says so once."""
+    import lr_from_scratch.kernels.cuda as gpu
+    import lr_from_scratch.kernels.cuda_device as device
+    from lr_from_scratch.train import build_backend
+
+    class Unlinkable:
+        def __getitem__(self, launch_configuration):
+            raise RuntimeError("libcudadevrt.a: no such file\nsearched in ...")
+
+    monkeypatch.setattr(device, "train_steps_grid", Unlinkable())
+    gpu.grid_unavailable.cache_clear()
+    try:
+        config_ = TrainConfig(limit=130, val_split=0, batch_size=65, backend="cuda")
+        backend = build_backend(config_, prepare(mnist, config_), None)
+        images = backend.data["train"][0]
+        assert backend.layer.kernel_for(images, 65) == "dense" and backend.layer.kernel_for(images, 64) == "sparse"
+        loss, correct = backend.run_steps(np.arange(130), batch_slices(130, 65), 0.01)
+    finally:
+        gpu.grid_unavailable.cache_clear()
+    assert np.isfinite(loss) and 0 <= correct <= 130
+    reason = "RuntimeError: libcudadevrt.a: no such file"
+    assert backend.info["cuda_grid_unavailable"] == reason  # and so in the run's metrics.json
+    assert capsys.readouterr().out.count(f"the CUDA grid kernel cannot run here ({reason})") == 1
+
+
+@pytest.mark.skipif(config.ENABLE_CUDASIM, reason="a GPU-sized grid: the simulator would take hours")
+def test_the_grid_kernel_on_a_gpu_sized_problem_ends_where_the_numpy_backend_ends(mnist):
+    """Batches of 1024 MNIST images (4 chunks, a dozen blocks and more on a GPU), float64, Nesterov momentum."""
+    config_ = TrainConfig(limit=4096, epochs=1, val_split=0, dtype="float64", nesterov=True, batch_size=1024,
+                          backend="cuda")  # fmt: skip
+    splits = prepare(mnist, config_)
+    gpu = make_backend(config_, splits)
+    assert gpu.layer.kernel_for(gpu.data["train"][0], config_.batch_size) == "grid"
+    fit(gpu, config_, progress=False, log=None)
+    numpy_config = TrainConfig(**{**config_.to_dict(), "backend": "numpy"})
+    reference = make_backend(numpy_config, splits)
+    fit(reference, numpy_config, progress=False, log=None)
+    for name in ("weight", "bias", momentum_buffer_key(0)):
+        np.testing.assert_allclose(gpu.state()[name], reference.state()[name], rtol=0, atol=1e-9)

@@ -2,8 +2,9 @@
 on the GPU, and the launches of the kernels in :mod:`.cuda_device`.
 
 Training runs every SGD step of a call in one launch: the dense kernel reads every pixel, for any batch size;
-the sparse kernel reads only the non-zero ones, for batches up to 64 (the small batches that need it most).
-:class:`CudaLinear` picks the sparse kernel where it applies and the dense one elsewhere. Under
+the sparse kernel reads only the non-zero ones, in one block, for batches up to 64 (the small batches that need
+it most); the grid kernel spreads larger batches over the whole GPU. :class:`CudaLinear` picks the sparse kernel,
+else the grid kernel where they apply, else the dense one. Under
 ``NUMBA_ENABLE_CUDASIM=1`` Numba runs the same kernels as Python threads on the CPU: slowly, but exactly, which
 is how the tests check them without a GPU (``tests/test_cuda.py``); ``tests/test_cuda_compiles.py`` compiles them
 for an H100 and checks that their blocks fit one.
@@ -11,6 +12,7 @@ for an H100 and checks that their blocks fit one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +114,7 @@ class CudaLinear:
             raise ValueError(f"the {self.kernel} kernel cannot take batches of {batch_size} on a {self.W.shape} layer")
         if self.kernel != "auto":
             return self.kernel
-        return "sparse" if sparse else "grid" if grid else "dense"
+        return "sparse" if sparse else "grid" if grid and grid_unavailable() is None else "dense"
 
     def train_steps(self, images: DeviceImages, labels, order, batches: list[slice], lr: float) -> tuple[float, int]:
         """SGD steps on the batches ``order[s]`` for each slice ``s`` of ``batches`` (``images``, ``labels`` and
@@ -150,7 +152,8 @@ class CudaLinear:
                        empty((chunks, n_classes, n_pixels + 1)), empty(chunks, np.float64), empty(chunks, np.int64),
                        empty(n_classes), empty(n_classes), empty(n_classes * cuda_device.WORD))  # fmt: skip
             work = max(largest, chunks * (n_pixels + 1))  # threads phases 1 and 2 can keep busy
-            return cuda_device.train_steps_grid, (-(-work // THREADS), THREADS), (*csr, *common, *scratch, *out)
+            grid_args = (*csr, *common, cuda_device.CHUNK, *scratch, *out)
+            return cuda_device.train_steps_grid, (-(-work // THREADS), THREADS), grid_args
         g_at, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
         batch = cuda_device.MAX_BATCH
         scratch = (g_at, empty((n_pixels, n_classes)), empty(n_classes), empty(n_classes),  # g_at, Wt, const, db
@@ -174,6 +177,23 @@ class CudaLinear:
         return cuda_device.evaluate, blocks, (images.dense, labels, self.a, self.c, self.W, self.b, *out)
 
 
+@functools.cache
+def grid_unavailable() -> str | None:
+    """Why the grid kernel cannot run here, or None. Its grid-wide barrier calls CUDA's device runtime
+    (``libcudadevrt``), which Numba links at the first launch and a CUDA installation may lack; then "auto" runs
+    the dense kernel instead, and :class:`~lr_from_scratch.backends.CudaBackend` says so. Found out once, by a
+    launch on a two-image problem."""
+    layer = CudaLinear(np.zeros((2, 2), np.float32), np.zeros(2, np.float32), 1.0, 0.0)
+    layer.kernel = "grid"
+    two = cuda.to_device(np.arange(2))
+    try:
+        layer.train_steps(DeviceImages.from_host(np.eye(2, dtype=np.float32)), two, two, [slice(0, 2)], 0.1)
+    except Exception as exc:  # a link or launch error, whatever its class in this numba-cuda
+        lines = str(exc).strip().splitlines()
+        return type(exc).__name__ + (f": {lines[0][:120]}" if lines else "")
+    return None
+
+
 def co_resident_blocks(kernel, args, threads: int) -> int:
     """How many blocks of ``threads`` threads of ``kernel`` on ``args`` fit on the GPU at once: the most a
     cooperative grid may have (its barriers wait for every block). The simulator runs one."""
@@ -191,7 +211,7 @@ def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> t
         layer = CudaLinear(np.zeros((3, 4), dtype=dtype), np.zeros(3, dtype=dtype), 0.5, -0.1, 0.9, 0, 1e-4, True)
         images = DeviceImages.from_host(np.eye(4, dtype=values_dtype))
         labels, order = cuda.to_device(np.arange(4) % 3), cuda.to_device(np.arange(4))
-        for kernel in KERNELS[1:]:
+        for kernel in KERNELS[1:] if grid_unavailable() is None else ("dense", "sparse"):
             layer.kernel = kernel
             layer.train_steps(images, labels, order, [slice(0, 2), slice(2, 4)], 0.1)
         layer.evaluate(images, labels)

@@ -1,11 +1,12 @@
 """The CUDA kernels, the code that runs on the GPU (Numba's CUDA target): training, every SGD step of a call in
-one launch of one block, and inference. :mod:`.cuda` is the host side that launches them.
+one launch, and inference. :mod:`.cuda` is the host side that launches them.
 
 A step at batch 64 is about 1M multiply-adds, a few microseconds of one GPU block's time, while a kernel launch
-and a synchronisation cost about as much again. So a training kernel is *one* block that carries the weights
-across all the steps it is given (an epoch by default): no launch, no host round trip between steps. Inside a
-step its threads take turns at the work, with a barrier (``syncthreads``) between the phases, and every sum runs
-in a fixed order, so a run gives the same bits every time.
+and a synchronisation cost about as much again. So a training kernel carries the weights across all the steps it
+is given (an epoch by default): no launch, no host round trip between steps. Inside a step its threads take
+turns at the work, with a barrier between the phases, and every sum runs in a fixed order, so a run gives the
+same bits every time. The dense and the sparse kernel are one block each (``syncthreads`` as the barrier); the
+grid kernel spreads the larger batches' steps over the whole GPU (a grid-wide barrier).
 
 **The dense kernel**, :func:`train_steps_dense`, reads every pixel, for any batch size:
 
@@ -30,7 +31,13 @@ compressed sparse rows (:class:`~lr_from_scratch.data.sparse.SparseRows`), as th
 4. ``sum_d W[k, d]`` of the new weights, for the next step's constants, in a fixed order.
 
 Its limits: batches of at most :data:`MAX_BATCH` samples (two mask words per pixel) and :data:`MAX_CLASSES`
-classes (a pixel owner's accumulators); :mod:`.cuda` falls back to the dense kernel beyond them.
+classes (a pixel owner's accumulators).
+
+**The grid kernel**, :func:`train_steps_grid`, runs on a cooperative grid (every block resident at once) for the
+batches above that: a thread per sample for the logits, a thread per (chunk of samples, pixel) for the
+gradient's shares, the shares summed in chunk order; :data:`CHUNK` fixes every sum's order, whatever the grid's
+size. :mod:`.cuda` picks the sparse kernel, else the grid kernel, else (more than :data:`MAX_CLASSES` classes)
+the dense one.
 
 **Inference**, :func:`evaluate`, takes a thread per image.
 
@@ -252,16 +259,16 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
 
 @cuda.jit
 def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c, W, b, bufW, bufb, first, lr,
-                     momentum, one_minus_dampening, weight_decay, nesterov, Wt, g, sample_loss, sample_correct,
-                     gpart, lpart, cpart, db, const, partial, loss, correct):  # fmt: skip
+                     momentum, one_minus_dampening, weight_decay, nesterov, chunk, Wt, g, sample_loss,
+                     sample_correct, gpart, lpart, cpart, db, const, partial, loss, correct):  # fmt: skip
     """The grid kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s``, over a whole
     cooperative grid (every block resident at once), with a grid-wide barrier between the phases.
 
-    Arrays as for the sparse kernel, and scratch in global memory: Wt (D, K) and g (B, K) in the weights' dtype,
-    sample_loss
-    (B,) float64, sample_correct (B,) int64; gpart (C, K, D + 1) in the weights' dtype, lpart (C,) float64 and
-    cpart (C,) int64, one row per chunk of CHUNK samples; db, const (K,) and partial (K * 32,). Out: loss (S,)
-    float64 and correct (S,) int64. Every sum runs in an order fixed by the data, whatever the grid's size.
+    Arrays as for the sparse kernel; ``chunk`` (:data:`CHUNK`) samples a chunk. Scratch in global memory: Wt
+    (D, K) and g (B, K) in the weights' dtype, sample_loss (B,) float64, sample_correct (B,) int64; gpart
+    (C, K, D + 1) in the weights' dtype, lpart (C,) float64 and cpart (C,) int64, a row per chunk; db, const (K,)
+    and partial (K * 32,). Out: loss (S,) float64 and correct (S,) int64. Every sum runs in an order fixed by the
+    data and ``chunk``, whatever the grid's size.
     """
     grid = cuda.cg.this_grid()
     at, stride = cuda.grid(1), cuda.gridsize(1)
@@ -275,7 +282,7 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
     for s in range(starts.shape[0] - 1):
         lo, hi = starts[s], starts[s + 1]
         batch = hi - lo
-        n_chunks = (batch + CHUNK - 1) // CHUNK
+        n_chunks = (batch + chunk - 1) // chunk
         # 1. a thread per sample: its logits over its non-zero pixels (accumulated in registers), then its softmax,
         #    loss and prediction, with g <- (p - onehot(y)) / B
         for i in range(at, batch, stride):
@@ -298,8 +305,8 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
         # 2. a thread per (chunk, pixel): the chunk's share of the gradient, in sample order; pixel D stands for the
         #    bias (its value is 1) and also sums the chunk's losses and correct predictions
         for tile in range(at, n_chunks * (n_pixels + 1), stride):
-            chunk, d = tile // (n_pixels + 1), tile % (n_pixels + 1)
-            first_i, last_i = chunk * CHUNK, min(batch, (chunk + 1) * CHUNK)
+            part, d = tile // (n_pixels + 1), tile % (n_pixels + 1)
+            first_i, last_i = part * chunk, min(batch, (part + 1) * chunk)
             acc = cuda.local.array(MAX_CLASSES, W.dtype)
             for k in range(MAX_CLASSES):
                 acc[k] = zero
@@ -311,28 +318,28 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
                             if k < n_classes:
                                 acc[k] += g[i, k] * p
             else:
-                chunk_loss, chunk_correct = 0.0, 0
+                part_loss, part_correct = 0.0, 0
                 for i in range(first_i, last_i):
-                    chunk_loss += sample_loss[i]
-                    chunk_correct += sample_correct[i]
+                    part_loss += sample_loss[i]
+                    part_correct += sample_correct[i]
                     for k in range(MAX_CLASSES):
                         if k < n_classes:
                             acc[k] += g[i, k]
-                lpart[chunk], cpart[chunk] = chunk_loss, chunk_correct
+                lpart[part], cpart[part] = part_loss, part_correct
             for k in range(MAX_CLASSES):
                 if k < n_classes:
-                    gpart[chunk, k, d] = acc[k]
+                    gpart[part, k, d] = acc[k]
         grid.sync()
         # 3. the bias gradient and the step's totals, summed over the chunks in order
         for k in range(at, n_classes, stride):
             db[k] = zero
-            for chunk in range(n_chunks):
-                db[k] += gpart[chunk, k, n_pixels]
+            for part in range(n_chunks):
+                db[k] += gpart[part, k, n_pixels]
         if at == 0:
             step_loss, step_correct = 0.0, 0
-            for chunk in range(n_chunks):
-                step_loss += lpart[chunk]
-                step_correct += cpart[chunk]
+            for part in range(n_chunks):
+                step_loss += lpart[part]
+                step_correct += cpart[part]
             loss[s], correct[s] = step_loss, step_correct
         grid.sync()
         # 4. a thread per pixel: its gradient over the chunks in order, then the SGD update; the bias likewise
@@ -340,8 +347,8 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
         for d in range(at, n_pixels, stride):
             for k in range(n_classes):
                 total = zero
-                for chunk in range(n_chunks):
-                    total += gpart[chunk, k, d]
+                for part in range(n_chunks):
+                    total += gpart[part, k, d]
                 step = a * total + c * db[k] + weight_decay * W[k, d]
                 W[k, d] -= lr * sgd_direction(bufW, k, d, step, first_step, momentum, one_minus_dampening, nesterov)
                 Wt[d, k] = W[k, d]
