@@ -112,11 +112,7 @@ def train_steps_dense(images, labels, order, starts, a, c, W, b, bufW, bufb, fir
             for i in range(batch):
                 db[k] += g[i, k]
         if tid == 0:  # the step's loss and correct count, in sample order
-            step_loss, step_correct = 0.0, 0
-            for i in range(batch):
-                step_loss += sample_loss[i]
-                step_correct += sample_correct[i]
-            loss[s], correct[s] = step_loss, step_correct
+            loss[s], correct[s] = _sum_in_order(sample_loss, sample_correct, 0, batch)
         cuda.syncthreads()
         # 3. gradient and SGD update: a thread per pixel for the weights, the first threads for the bias
         first_step = first[0]
@@ -218,11 +214,7 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
             for i in range(batch):
                 db[k] += g[i * n_classes + k]
         if tid == 0:  # the step's loss and correct count, in sample order
-            step_loss, step_correct = 0.0, 0
-            for i in range(batch):
-                step_loss += sample_loss[i]
-                step_correct += sample_correct[i]
-            loss[s], correct[s] = step_loss, step_correct
+            loss[s], correct[s] = _sum_in_order(sample_loss, sample_correct, 0, batch)
         cuda.syncthreads()
         # 3. a thread per pixel: its samples from the masks, lowest first; then the SGD update
         first_step = first[0]
@@ -318,14 +310,11 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
                             if k < n_classes:
                                 acc[k] += g[i, k] * p
             else:
-                part_loss, part_correct = 0.0, 0
                 for i in range(first_i, last_i):
-                    part_loss += sample_loss[i]
-                    part_correct += sample_correct[i]
                     for k in range(MAX_CLASSES):
                         if k < n_classes:
                             acc[k] += g[i, k]
-                lpart[part], cpart[part] = part_loss, part_correct
+                lpart[part], cpart[part] = _sum_in_order(sample_loss, sample_correct, first_i, last_i)
             for k in range(MAX_CLASSES):
                 if k < n_classes:
                     gpart[part, k, d] = acc[k]
@@ -336,11 +325,7 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
             for part in range(n_chunks):
                 db[k] += gpart[part, k, n_pixels]
         if at == 0:
-            step_loss, step_correct = 0.0, 0
-            for part in range(n_chunks):
-                step_loss += lpart[part]
-                step_correct += cpart[part]
-            loss[s], correct[s] = step_loss, step_correct
+            loss[s], correct[s] = _sum_in_order(lpart, cpart, 0, n_chunks)
         grid.sync()
         # 4. a thread per pixel: its gradient over the chunks in order, then the SGD update; the bias likewise
         first_step = first[0]
@@ -362,6 +347,16 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
         if leader:
             _fold_constants(W, b, c, partial, const, tid, threads)
         grid.sync()
+
+
+@cuda.jit(device=True, inline=True)
+def _sum_in_order(losses, corrects, lo, hi):
+    """``(sum of losses[lo:hi], sum of corrects[lo:hi])``, added in index order (float64 and int64)."""
+    total_loss, total_correct = 0.0, 0
+    for i in range(lo, hi):
+        total_loss += losses[i]
+        total_correct += corrects[i]
+    return total_loss, total_correct
 
 
 @cuda.jit(device=True, inline=True)
