@@ -202,14 +202,15 @@ class CudaBackend(LayerBackend):
         warmed = kernels.warm_up(config.dtype, train[0].dtype)
         from numba import cuda
 
-        on_device = [  # the training images also as CSR rows, for the sparse kernel
+        on_device = [  # the training images also as CSR rows, for the sparse and grid kernels
             None if part is None else (kernels.DeviceImages.from_host(part[0], sparse=name == "train"),
                                        cuda.to_device(np.ascontiguousarray(part[1])))
             for name, part in (("train", train), ("val", val), ("test", test))
         ]  # fmt: skip
         super().__init__(kernels.CudaLinear(weight, bias, a, c, *_sgd_options(config)), warmed, *on_device)
-        if kernels.grid_unavailable():
-            self.info["cuda_grid_unavailable"] = kernels.grid_unavailable()
+        reason = kernels.grid_unavailable()
+        if reason:
+            self.info["cuda_grid_unavailable"] = reason
         self._on_device = (None, None)  # (the epoch's order, its copy on the device)
 
     def _order(self, order):

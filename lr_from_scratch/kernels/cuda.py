@@ -4,10 +4,10 @@ on the GPU, and the launches of the kernels in :mod:`.cuda_device`.
 Training runs every SGD step of a call in one launch: the dense kernel reads every pixel, for any batch size;
 the sparse kernel reads only the non-zero ones, in one block, for batches up to 64 (the small batches that need
 it most); the grid kernel spreads larger batches over the whole GPU. :class:`CudaLinear` picks the sparse kernel,
-else the grid kernel where they apply, else the dense one. Under
-``NUMBA_ENABLE_CUDASIM=1`` Numba runs the same kernels as Python threads on the CPU: slowly, but exactly, which
-is how the tests check them without a GPU (``tests/test_cuda.py``); ``tests/test_cuda_compiles.py`` compiles them
-for an H100 and checks that their blocks fit one.
+else the grid kernel where they apply, else the dense one. Under ``NUMBA_ENABLE_CUDASIM=1`` Numba runs the same
+kernels as Python threads on the CPU: slowly, but exactly, which is how the tests check them without a GPU
+(``tests/test_cuda.py``); ``tests/test_cuda_compiles.py`` compiles them for an H100 and checks that their blocks
+fit one.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def available() -> bool:
 
 @dataclass(frozen=True)
 class DeviceImages:
-    """Images on the GPU in the forms the kernels read: ``dense`` (n, D) as they are and, for the sparse kernel, the CSR
-    rows of their non-zero entries (:class:`~lr_from_scratch.data.sparse.SparseRows`: ``indptr`` as int64,
-    ``indices`` uint16, ``values``), or None for images only ever evaluated."""
+    """Images on the GPU in the forms the kernels read: ``dense`` (n, D) as they are and, for the sparse and grid
+    kernels, the CSR rows of their non-zero entries (:class:`~lr_from_scratch.data.sparse.SparseRows`: ``indptr``
+    as int64, ``indices`` uint16, ``values``), or None for images only ever evaluated."""
 
     dense: object
     indptr: object = None
@@ -100,7 +100,7 @@ class CudaLinear:
         self.bufb.copy_to_device(np.asarray(bias_buffer, dtype=self.dtype).reshape(1, -1))
 
     def sparse_fits(self, batch_size: int) -> bool:
-        """Whether the sparse kernel takes batches of ``batch_size`` on this layer (images with CSR rows aside)."""
+        """Whether the sparse kernel takes batches of ``batch_size`` on this layer (given images with CSR rows)."""
         n_classes, n_pixels = self.W.shape
         _, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
         return batch_size <= cuda_device.MAX_BATCH and n_classes <= cuda_device.MAX_CLASSES and n_bytes <= SHARED_LIMIT
