@@ -42,22 +42,21 @@ BARRIER_SECONDS = 60
 
 @pytest.fixture(autouse=True)
 def several_blocks(request, monkeypatch):
-    """Every test of the grid kernel runs it on several blocks: 32 threads a block on a GPU, so even these small
-    problems take several. The simulator runs a grid's blocks one after the other, which a grid-wide barrier
-    cannot survive, so there every block runs at once instead (3 blocks of 8 threads), with real barriers, the
-    block's and the grid's: work shared out by block or by grid, and a barrier some thread misses, show."""
+    """Every test of the grid kernel runs it on several blocks: 8 threads a block, so even these small problems
+    take several. The simulator runs a grid's blocks one after the other, which a grid-wide barrier cannot
+    survive, so there every block runs at once instead (3 of them), with real barriers, the block's and the
+    grid's: work shared out by block or by grid, and a barrier some thread misses, show."""
     callspec = getattr(request.node, "callspec", None)
     if callspec is None or callspec.params.get("kernel") != "grid":
         return
     import lr_from_scratch.kernels.cuda as gpu
 
+    monkeypatch.setattr(gpu, "THREADS", 8)
     if not config.ENABLE_CUDASIM:
-        monkeypatch.setattr(gpu, "THREADS", 32)
         return
     from numba.cuda.simulator import kernel as simulated
     from numba.cuda.simulator import kernelapi
 
-    monkeypatch.setattr(gpu, "THREADS", 8)
     monkeypatch.setattr(gpu, "co_resident_blocks", lambda kernel, args, threads: 3)
     monkeypatch.setattr(simulated, "BlockManager", all_blocks_at_once(simulated.BlockThread))
     monkeypatch.setattr(kernelapi.GridGroup, "sync", lambda self: threading.current_thread().grid.wait(BARRIER_SECONDS))
