@@ -114,19 +114,22 @@ def problem():
     )
 
 
-def layer_and_reference(problem, dtype, batch_size, kernel="auto", lr=0.05, scale=1.0, **options):
+def layer_and_reference(problem, dtype, batch_size, kernel="auto", lr=0.05, scale=1.0, a=A, c=C, **options):
+    """The steps of ``kernel`` over ``problem`` beside NumPy's: ``(layer, (loss, correct), model, sgd, (ref_loss,
+    ref_correct))``. The inputs are ``a * images + c``; float images (features) go to the GPU in ``dtype``."""
     from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
 
     images, labels, order, weight, bias = problem
+    images = images.astype(dtype) if images.dtype.kind == "f" else images
     weight, bias = (weight * scale).astype(dtype), bias.astype(dtype)
-    layer = CudaLinear(weight.copy(), bias.copy(), A, C, **options)
+    layer = CudaLinear(weight.copy(), bias.copy(), a, c, **options)
     layer.kernel = kernel
     batches = batch_slices(len(labels), batch_size)
     on_device = (DeviceImages.from_host(images), cuda.to_device(labels), cuda.to_device(order))
     loss, correct = layer.train_steps(*on_device, batches, lr)
     model = SoftmaxRegression(weight.copy(), bias.copy())
     sgd = SGD([model.weight, model.bias], lr=lr, **options)
-    x = (images * A + C).astype(dtype)
+    x = (images * a + c).astype(dtype)
     ref_loss, ref_correct = 0.0, 0
     for batch in batches:
         batch_loss, n_correct, dw, db = model.forward_backward(x[order[batch]], labels[order[batch]])
@@ -135,14 +138,9 @@ def layer_and_reference(problem, dtype, batch_size, kernel="auto", lr=0.05, scal
     return layer, (loss, correct), model, sgd, (ref_loss, ref_correct)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("batch_size", [1, 5])  # 23 = 4 x 5 + 3: the last batch is short
-@pytest.mark.parametrize("option", OPTIONS)
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_train_steps_match_numpy(problem, kernel, option, batch_size, dtype):
-    layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = layer_and_reference(
-        problem, dtype, batch_size, kernel, **OPTIONS[option]
-    )
+def assert_matches_reference(result, dtype):
+    """The kernel's weights, bias, momentum buffers and totals are NumPy's, within the dtype's tolerance."""
+    layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = result
     weight, bias = layer.params()
     assert weight.dtype == dtype
     np.testing.assert_allclose(weight, model.weight, rtol=0, atol=ATOL[dtype])
@@ -151,6 +149,14 @@ def test_train_steps_match_numpy(problem, kernel, option, batch_size, dtype):
         np.testing.assert_allclose(layer.buffers()[0], sgd.buffers[0], rtol=0, atol=ATOL[dtype])
     assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5)
     assert correct == ref_correct
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 5])  # 23 = 4 x 5 + 3: the last batch is short
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_train_steps_match_numpy(problem, kernel, option, batch_size, dtype):
+    assert_matches_reference(layer_and_reference(problem, dtype, batch_size, kernel, **OPTIONS[option]), dtype)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -242,12 +248,7 @@ def test_the_grid_kernel_sums_over_many_chunks(problem, monkeypatch, kernel, dty
     import lr_from_scratch.kernels.cuda_device as device
 
     monkeypatch.setattr(device, "CHUNK", 4)  # the launch passes it to the kernel
-    layer, (loss, correct), model, sgd, (ref_loss, ref_correct) = layer_and_reference(
-        problem, dtype, 23, kernel, **OPTIONS["nesterov"]
-    )
-    np.testing.assert_allclose(layer.params()[0], model.weight, rtol=0, atol=ATOL[dtype])
-    np.testing.assert_allclose(layer.params()[1], model.bias, rtol=0, atol=ATOL[dtype])
-    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5) and correct == ref_correct
+    assert_matches_reference(layer_and_reference(problem, dtype, 23, kernel, **OPTIONS["nesterov"]), dtype)
 
 
 @pytest.fixture(scope="module")
@@ -266,29 +267,11 @@ def wide_problem():
 def test_wide_batches_of_floats_over_several_warps_match_numpy(wide_problem, monkeypatch, kernel, batch_size, dtype):
     """Three warps a block (the simulator's default is one), so work shared out by warp runs across warps too."""
     import lr_from_scratch.kernels.cuda as gpu
-    from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
 
     monkeypatch.setattr(gpu, "THREADS", 96)
     monkeypatch.setattr(gpu, "SPARSE_THREADS", 96)
-    x, labels, order, weight, bias = wide_problem
-    x, weight, bias = x.astype(dtype), weight.astype(dtype), bias.astype(dtype)
-    options = OPTIONS["dampening+decay"]
-    layer = CudaLinear(weight.copy(), bias.copy(), 1.0, 0.0, **options)
-    layer.kernel = kernel
-    batches = batch_slices(len(labels), batch_size)
-    loss, correct = layer.train_steps(DeviceImages.from_host(x), cuda.to_device(labels), cuda.to_device(order),
-                                      batches, 0.05)  # fmt: skip
-    model = SoftmaxRegression(weight.copy(), bias.copy())
-    sgd = SGD([model.weight, model.bias], lr=0.05, **options)
-    ref_loss, ref_correct = 0.0, 0
-    for batch in batches:
-        batch_loss, n_correct, dw, db = model.forward_backward(x[order[batch]], labels[order[batch]])
-        sgd.step([dw, db])
-        ref_loss, ref_correct = ref_loss + batch_loss * (batch.stop - batch.start), ref_correct + n_correct
-    np.testing.assert_allclose(layer.params()[0], model.weight, rtol=0, atol=ATOL[dtype])
-    np.testing.assert_allclose(layer.params()[1], model.bias, rtol=0, atol=ATOL[dtype])
-    np.testing.assert_allclose(layer.buffers()[0], sgd.buffers[0], rtol=0, atol=ATOL[dtype])
-    assert loss == pytest.approx(ref_loss, rel=1e-10 if dtype == "float64" else 1e-5) and correct == ref_correct
+    result = layer_and_reference(wide_problem, dtype, batch_size, kernel, a=1.0, c=0.0, **OPTIONS["dampening+decay"])
+    assert_matches_reference(result, dtype)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
