@@ -23,7 +23,7 @@ import numpy as np
 from lr_from_scratch.backends import make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, epoch_order, prepare
-from lr_from_scratch.trainer import TrainState, fit, train_epoch
+from lr_from_scratch.trainer import TrainingInterrupted, TrainState, fit, train_epoch
 
 #: name -> (backend, device, variant): the torch loader, or "compile" / "graphs" (the tensor loader's step compiled
 #: / replayed as CUDA graphs); for the CUDA kernels, the one to run at every batch size ("dense", "grid"), where
@@ -255,11 +255,11 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def time_to_accuracy(mnist, name: str, target: float = 0.92) -> dict:
+def time_to_accuracy(mnist, name: str, target: float = 0.92, should_stop=lambda: False) -> dict | None:
     """Train ``name`` with the default settings until the test accuracy first reaches ``target``.
 
     Returns ``{"seconds": training seconds (evaluation excluded), "epoch": that epoch}``, or seconds None when
-    the default epochs never get there.
+    the default epochs never get there; training stops at that epoch. None if ``should_stop()`` turned true first.
     """
     config = TrainConfig(backend=IMPLEMENTATIONS[name][0])
     splits = prepare(mnist, config)
@@ -270,8 +270,10 @@ def time_to_accuracy(mnist, name: str, target: float = 0.92) -> dict:
         if reached["seconds"] is None and backend.evaluate("test")[1] >= target:
             reached.update(seconds=state.train_seconds, epoch=state.epoch)
 
-    fit(backend, config, progress=False, log=None, on_epoch_end=check)
-    return reached
+    with contextlib.suppress(TrainingInterrupted):  # the stop below, once reached or asked
+        fit(backend, config, progress=False, log=None, on_epoch_end=check,
+            should_stop=lambda: reached["seconds"] is not None or should_stop())  # fmt: skip
+    return reached if reached["seconds"] is not None or not should_stop() else None
 
 
 def sklearn_time_to_accuracy(mnist, target: float = 0.92) -> dict:

@@ -12,13 +12,22 @@ from __future__ import annotations
 import io
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lr_from_scratch.cli import ArgumentParser, path_arg, run_cli, staged_outputs, writable_folder
+from lr_from_scratch.cli import (
+    ArgumentParser,
+    Interrupted,
+    StopOnInterrupt,
+    path_arg,
+    run_cli,
+    staged_outputs,
+    writable_folder,
+)
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import load_mnist
 from lr_from_scratch.errors import ConfigError, UserError
@@ -55,6 +64,8 @@ TORCH_TABLE = {
 }
 #: How the page's "Skipped" list marks an implementation that raised during the run (the others were unavailable).
 FAILED = "failed: "
+#: How it marks one that a Ctrl-C or SIGTERM stopped before its first epoch was timed.
+NOT_MEASURED = "not measured: the run was interrupted first"
 #: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
 #: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
 SETTLE_S = 0.3
@@ -137,41 +148,58 @@ def run(opts: dict) -> dict:
         result["gpu_limits"] = gpu_limits()
 
     failed = {}  # implementation -> why: it raised, and the run went on without it
-    cells = [(impl, size) for size in opts["sizes"] for impl in impls]
+    with StopOnInterrupt() as stop:  # Ctrl-C or SIGTERM (a time limit): stop measuring, write what was measured
+        rounds_done = _measure(result, opts, impls, mnist, failed, stop, progress)
+    if stop():
+        result["interrupted"] = {"by": signal.Signals(stop.signum).name, "rounds_done": rounds_done}
+    unmeasured = [i for i in impls if i not in failed and i not in result["epoch_samples_per_second"]]
+    result["skipped"].update(failed, **{i: NOT_MEASURED for i in unmeasured})
+    return result
+
+
+def _measure(result: dict, opts: dict, impls: list[str], mnist, failed: dict, stop, progress: bool) -> int:
+    """Fill ``result`` with the epochs' and inferences' samples/s and the times to 92%, round by round, until
+    done or ``stop()``: each implementation's rates are its best epoch so far, at the batch sizes measured.
+    Returns the number of rounds completed."""
+    sizes, no_accuracy = opts["sizes"], opts["args"].no_accuracy
+    cells = [(impl, size) for size in sizes for impl in impls]
     benches = {}
     for impl, size in tqdm(cells, desc="compiling and warming up", disable=not progress):
-        if impl not in failed:
+        if impl not in failed and not stop():
             benches[impl, size] = _attempt(failed, impl, build, impl, mnist, size)
     best = {cell: float("inf") for cell in cells}
     inference = {impl: float("inf") for impl in impls}
+    rounds_done = 0
     with tqdm(total=opts["rounds"] * (len(cells) + len(impls)), desc="timing", disable=not progress) as bar:
         for _ in range(opts["rounds"]):  # interleaved: every cell once per round, so drift hits all alike
             for cell in cells:
-                if cell[0] not in failed:
+                if cell[0] not in failed and cell in benches and not stop():
                     seconds = _attempt(failed, cell[0], _settled_seconds, benches[cell].epoch)
                     best[cell] = min(best[cell], seconds or best[cell])
                 bar.update()
             for impl in impls:
-                if impl not in failed:
-                    seconds = _attempt(failed, impl, _settled_seconds, benches[impl, opts["sizes"][-1]].infer)
+                if impl not in failed and (impl, sizes[-1]) in benches and not stop():
+                    seconds = _attempt(failed, impl, _settled_seconds, benches[impl, sizes[-1]].infer)
                     inference[impl] = min(inference[impl], seconds or inference[impl])
                 bar.update()
+            rounds_done += not stop()
     measured = [impl for impl in impls if impl not in failed]
-    result["epoch_samples_per_second"] = {
-        impl: {str(size): benches[impl, size].n_train / best[impl, size] for size in opts["sizes"]} for impl in measured
-    }
-    result["inference_samples_per_second"] = {impl: 10_000 / inference[impl] for impl in measured}
+    rates = {impl: {str(s): benches[impl, s].n_train / best[impl, s] for s in sizes if best[impl, s] < float("inf")}
+             for impl in measured}  # fmt: skip
+    result["epoch_samples_per_second"] = {impl: row for impl, row in rates.items() if row}
+    result["inference_samples_per_second"] = {i: 10_000 / inference[i] for i in measured if inference[i] < float("inf")}
     benches.clear()
 
-    if not args.no_accuracy:
+    if not no_accuracy and not stop():
         result["time_to_92"] = {}
         for impl in tqdm([i for i in measured if i not in SPEED_ONLY], desc="time to 92%", disable=not progress):
-            reached = _attempt(failed, impl, time_to_accuracy, mnist, impl)
-            if reached is not None:
-                result["time_to_92"][impl] = reached
-        result["time_to_92"]["scikit-learn"] = sklearn_time_to_accuracy(mnist)
-    result["skipped"].update(failed)
-    return result
+            if not stop():
+                reached = _attempt(failed, impl, time_to_accuracy, mnist, impl, 0.92, stop)
+                if reached is not None:
+                    result["time_to_92"][impl] = reached
+        if not stop():
+            result["time_to_92"]["scikit-learn"] = sklearn_time_to_accuracy(mnist)
+    return rounds_done
 
 
 def _attempt(failed: dict[str, str], impl: str, fn, *args):
@@ -204,6 +232,7 @@ def markdown(result: dict, name: str, command: str) -> str:
         "each implementation trained one epoch over the 60,000 MNIST training images per batch size, interleaved",
         f"round by round ({result['rounds']} rounds, best epoch kept), each measurement after {SETTLE_S} s of quiet",
         "(BLAS and OpenMP threads of the previous implementation spin for a while after their work).",
+        *_interrupted_lines(result),
         "",
         "## The machine and its limits",
         "",
@@ -233,7 +262,7 @@ def markdown(result: dict, name: str, command: str) -> str:
         "| --- |" + " ---: |" * len(sizes),
     ]
     for impl, row in rates.items():
-        lines.append(f"| {impl} | " + " | ".join(f"{row[s]:,.0f}" for s in sizes) + " |")
+        lines.append(f"| {impl} | " + " | ".join(f"{row[s]:,.0f}" if s in row else "-" for s in sizes) + " |")
     lines += [
         "",
         "## Against the roofline and against PyTorch CPU eager",
@@ -248,7 +277,10 @@ def markdown(result: dict, name: str, command: str) -> str:
     base = rates.get(BASELINE)
     for impl, row in rates.items():
         cells = [
-            f"{row[s] / roofline(result, impl):.0%}" + (f", {row[s] / base[s]:.1f}x" if base else "") for s in sizes
+            f"{row[s] / roofline(result, impl):.0%}" + (f", {row[s] / base[s]:.1f}x" if base and s in base else "")
+            if s in row
+            else "-"
+            for s in sizes
         ]
         lines.append(f"| {impl} | " + " | ".join(cells) + " |")
     lines += ["", "## Inference over the 10,000 test images", "", "| implementation | samples/s |", "| --- | ---: |"]
@@ -290,6 +322,18 @@ def markdown(result: dict, name: str, command: str) -> str:
     return "\n".join(lines)
 
 
+def _interrupted_lines(result: dict) -> list[str]:
+    """The page's warning when a Ctrl-C or SIGTERM cut the run short: what its figures rest on."""
+    if "interrupted" not in result:
+        return []
+    done = result["interrupted"]["rounds_done"]
+    return [
+        "",
+        f"**Interrupted by {result['interrupted']['by']} after {done} of {result['rounds']} rounds**: each figure is",
+        'the best of the epochs timed by then, "-" marks one not timed, and sections not reached are missing.',
+    ]
+
+
 def _gpu_rows(limits: dict | None) -> list[str]:
     """The machine table's rows for the GPU's own limits, when the run measured them."""
     if not limits:
@@ -317,7 +361,8 @@ def figure(result: dict) -> bytes:
     ax = fig.subplots()
     sizes = result["batch_sizes"]
     for impl, row in result["epoch_samples_per_second"].items():
-        ax.plot(sizes, [row[str(s)] for s in sizes], "o-", label=impl)
+        measured = [s for s in sizes if str(s) in row]  # all of them, unless the run was interrupted
+        ax.plot(measured, [row[str(s)] for s in measured], "o-", label=impl)
     ax.axhline(compute_roofline(result["peak_gflops"]), color="grey", linestyle="--", label="dense roofline (CPU)")
     if result.get("gpu_limits"):
         ax.axhline(compute_roofline(result["gpu_limits"]["peak_gflops"]), color="black", linestyle=":",
@@ -405,6 +450,13 @@ def _main(argv) -> int:
         write_bytes(stage / f"{name}.png", figure(result))
         write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
     print(f"wrote {out / name}.md, .png and .json")
+    if "interrupted" in result:
+        stopped = result["interrupted"]
+        raise Interrupted(
+            signal.Signals[stopped["by"]],
+            f"wrote {out / name}.md, .png and .json with what was measured by then "
+            f"({stopped['rounds_done']} of {result['rounds']} rounds); README.md and docs/ quote none of it",
+        )
     failed = {impl: why for impl, why in result["skipped"].items() if why.startswith(FAILED)}
     if failed:
         raise UserError(

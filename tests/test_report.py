@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +211,93 @@ def test_an_implementation_that_fails_is_listed_and_the_page_of_the_others_is_ke
     assert set(result["epoch_samples_per_second"]) == set(result["inference_samples_per_second"]) == {"numba"}
     assert result["skipped"]["numba-naive"] == "failed: ZeroDivisionError: division by zero"
     assert "numpy (failed: RuntimeError: CUDA error" in (tmp_path / "benchmarks.md").read_text()
+
+
+def _terminated_during(monkeypatch, impl: str, size: int, call: int) -> None:
+    """Make ``impl``'s epoch at batch ``size`` send this process a real SIGTERM on its ``call``-th run (a time
+    limit's ``timeout`` or a scheduler does the same): the epoch finishes, then the report must stop."""
+    import benchmarks.report
+
+    real_build, calls = benchmarks.report.build, []
+
+    def build(name, mnist, batch):
+        bench = real_build(name, mnist, batch)
+        if (name, batch) == (impl, size):
+            epoch = bench.epoch
+
+            def terminating_epoch():
+                epoch()
+                calls.append(1)
+                if len(calls) == call:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+            bench.epoch = terminating_epoch
+        return bench
+
+    monkeypatch.setattr(benchmarks.report, "build", build)
+
+
+def test_a_terminated_report_writes_the_rounds_it_finished(tmp_path, capsys, monkeypatch):
+    """SIGTERM in round 2 of 3: the page holds round 1's figures (and the epoch that was running), says it was
+    interrupted, and never starts the time-to-92% runs; the exit is 143 with one line saying what was written."""
+    _terminated_during(monkeypatch, "numpy", 1024, call=2)
+    args = ["--batch-sizes", "512,1024", "--rounds", "3", "--impls", "numba,numpy", "--no-progress"]
+    code = main([*args, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 143 and err.count("\n") == 1 and "(1 of 3 rounds)" in err
+    assert err.startswith(f"interrupted: wrote {tmp_path}/benchmarks.md, .png and .json with what was measured")
+    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert result["interrupted"] == {"by": "SIGTERM", "rounds_done": 1}
+    assert {k: set(v) for k, v in result["epoch_samples_per_second"].items()} == {
+        "numba": {"512", "1024"},
+        "numpy": {"512", "1024"},
+    }
+    assert "time_to_92" not in result and result["skipped"] == {}
+    assert "**Interrupted by SIGTERM after 1 of 3 rounds**" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_a_report_terminated_in_its_first_round_marks_what_it_did_not_time(tmp_path, capsys, monkeypatch):
+    """SIGTERM during numpy's first epoch at batch 512: numba and numpy have that column and "-" at 1024, and
+    numba-naive, never timed, is listed as not measured."""
+    from benchmarks.report import NOT_MEASURED
+
+    _terminated_during(monkeypatch, "numpy", 512, call=1)
+    args = ["--batch-sizes", "512,1024", "--rounds", "2", "--impls", "numba,numpy,numba-naive", "--no-accuracy"]
+    code = main([*args, "--no-progress", "--out", str(tmp_path)])
+    assert code == 143 and "(0 of 2 rounds)" in capsys.readouterr().err
+    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert {k: set(v) for k, v in result["epoch_samples_per_second"].items()} == {"numba": {"512"}, "numpy": {"512"}}
+    assert result["skipped"] == {"numba-naive": NOT_MEASURED}
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert re.search(r"^\| numba \| [\d,]+ \| - \|$", page, re.MULTILINE)
+    assert f"numba-naive ({NOT_MEASURED})" in page
+
+
+def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, mnist_dir):
+    """scripts/gpu.sh on a (pretended) GPU machine whose report outlives its time: the report gets a real SIGTERM
+    from ``timeout``, and the page of what it measured by then still reaches $OUT, with a one-line error.
+
+    The script runs from a copy of the checkout's layout; a stub ``python3`` first on PATH answers the GPU check
+    and the GPU tests (both pass), and runs everything else with this interpreter."""
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(repo / "scripts" / "gpu.sh", tmp_path / "scripts" / "gpu.sh")
+    for package in ("lr_from_scratch", "benchmarks"):
+        (tmp_path / package).symlink_to(repo / package)
+    stub = tmp_path / "bin" / "python3"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\ncase "$1 $2" in\n"-c "*|"-m pytest") exit 0 ;;\nesac\nexec {sys.executable} "$@"\n')
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "OUT": str(out), "TOTAL_S": "30"}
+    report = ["--impls", "numba", "--batch-sizes", "512", "--quick", "--rounds", "1000"]  # far past 30 s
+    run = subprocess.run([tmp_path / "scripts" / "gpu.sh", str(mnist_dir), *report], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 124, run.stderr
+    assert run.stderr.splitlines()[-1].startswith("error: the report ran past ")
+    assert "interrupted: wrote docs/benchmarks-gpu.md, .png and .json with what was measured" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["benchmarks-gpu.json", "benchmarks-gpu.md", "benchmarks-gpu.png"]
+    result = json.loads((out / "benchmarks-gpu.json").read_text())
+    assert result["interrupted"]["by"] == "SIGTERM" and result["interrupted"]["rounds_done"] >= 1
+    assert result["epoch_samples_per_second"]["numba"]["512"] > 0
