@@ -46,6 +46,7 @@ CONFIG, STATUS, HISTORY, METRICS, MODEL, CHECKPOINT, CURVES = (
     "config.json", "status.json", "history.csv", "metrics.json", "model.npz", "checkpoint.npz", "curves.png",
 )  # fmt: skip
 LOCK = ".lock"  # held (flock) by the run that owns the folder; gone once it ends
+PROBE_S = 0.2  # a lock held longer than this is a run's, not another command's instant look (_held_by_another)
 
 
 class RunFolder:
@@ -210,16 +211,15 @@ def _epochs_in_history(path: Path) -> int:
 def _lock(path: Path) -> int:
     """Take the folder's lock (released when the process ends, however it ends); refuse a folder in use.
 
-    A lock taken on a file that its holder removed meanwhile (see :meth:`RunFolder.close`) guards nothing:
-    then try again on the new file."""
+    A lock held for less than :data:`PROBE_S` is another command's look at the folder (:func:`_held_by_another`),
+    not a run: wait it out. A lock taken on a file that its holder removed meanwhile (see
+    :meth:`RunFolder.close`) guards nothing: then try again on the new file."""
     while True:
         try:
             fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # a run that was refused removed the folder it had just made
             raise ConfigError(f"{path} was removed while this run claimed it: run the command again") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock_within(fd, fcntl.LOCK_EX, PROBE_S):
             os.close(fd)
             raise ConfigError(f"{path} is in use by a run in progress: choose another folder") from None
         with contextlib.suppress(FileNotFoundError):
@@ -228,16 +228,28 @@ def _lock(path: Path) -> int:
         os.close(fd)
 
 
+def _flock_within(fd: int, kind: int, seconds: float) -> bool:
+    """Take ``flock(fd, kind)`` if it comes free within ``seconds``; False if it stays held."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(seconds / 20)
+
+
 def _held_by_another(path: Path) -> bool:
+    """Whether a run holds the folder's lock. The look takes the lock, shared, for an instant, which is why
+    :func:`_lock` waits up to :data:`PROBE_S` before it calls a folder in use."""
     try:
         fd = os.open(path / LOCK, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
+        return not _flock_within(fd, fcntl.LOCK_SH, 0)
     finally:
         os.close(fd)
 

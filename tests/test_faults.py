@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.estimator import SoftmaxRegressionClassifier
 from lr_from_scratch.files import write_json
 from lr_from_scratch.model import initial_params
-from lr_from_scratch.runs import RunFolder
+from lr_from_scratch.runs import LOCK, RunFolder
 from lr_from_scratch.saved import load_checkpoint, load_model, save_npz
 from lr_from_scratch.train import main
 from lr_from_scratch.trainer import TrainState
@@ -400,6 +402,17 @@ def test_an_out_in_use_is_refused(tmp_path):
         result = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "r"))
         assert_one_line_error(result, 2, f"{tmp_path / 'r'} is in use by a run in progress")
     assert not (tmp_path / "r").exists()  # this holder never started: it leaves nothing behind
+
+
+def test_another_commands_look_at_a_folder_does_not_make_a_run_refuse_it(tmp_path):
+    """A refused command describes the folder (is a run in it?) by taking its lock, shared, for an instant; a run
+    that claims the folder in that instant waits it out instead of calling the folder in use."""
+    (tmp_path / "r").mkdir()
+    look = os.open(tmp_path / "r" / LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    fcntl.flock(look, fcntl.LOCK_SH)  # the look, caught in its instant: released 50 ms from now
+    threading.Timer(0.05, os.close, [look]).start()
+    with RunFolder.create(tmp_path / "r", TrainConfig()) as folder:
+        assert folder.path == tmp_path / "r"
 
 
 def test_output_to_a_closed_pipe_does_not_stop_training(tmp_path):
