@@ -382,6 +382,26 @@ def test_the_drawing_waits_while_a_test_image_is_shown(page):
     assert back["label"] is None and back["predicted"] == 1
 
 
+def test_the_pen_width_slider_sets_the_width_of_the_next_strokes(page):
+    """The slider's ends, chosen with the keyboard (Home, End): the same bar comes out as wide as the pen, and
+    a stroke already drawn keeps its width."""
+    canvas, pen = page.find_element(By.ID, "lr-demo-canvas"), page.find_element(By.ID, "lr-demo-pen")
+    middle = state(page)["ink"].shape[0] // 2
+    widths = {}
+    for key, end in ((Keys.HOME, "min"), (Keys.END, "max")):
+        pen.send_keys(key)
+        page.find_element(By.ID, "lr-demo-clear").click()
+        page.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)  # the slider's focus scrolled
+        BROWSER.pointer_strokes(page, canvas, BAR, "mouse")
+        widths[int(pen.get_attribute(end))] = np.count_nonzero(state(page)["ink"][middle])
+    assert pen.get_attribute("value") == pen.get_attribute("max")
+    for width, inked in widths.items():  # the antialiased edges may add a pixel each side
+        assert width <= inked <= width + 2, widths
+    assert min(widths) < int(pen.get_attribute("value")) == max(widths)
+    pen.send_keys(Keys.HOME)
+    assert np.count_nonzero(state(page)["ink"][middle]) == widths[max(widths)]  # drawn before: unchanged
+
+
 def test_the_keyboard_draws_too(page):
 
     canvas = page.find_element("id", "lr-demo-canvas")

@@ -7,6 +7,7 @@
   const M = window.LrDemo;
   const SIDE = 280; // the drawing canvas, in its own pixels
   const PEN = 22; // the pen's width there: MNIST's strokes, about 2 pixels, once a digit is 20 pixels tall
+  const PEN_WIDTHS = [6, 44]; // the pen-width slider's ends: about a quarter of PEN, and twice it
   const STEP = 10; // how far an arrow key moves the pen (Shift: a fifth of it)
   const SATURATED = 0.01; // the share of the evidence maps' pixels that reach the end of their colour scale
   const FAINT = 8 / 255; // canvas values below this are no ink: some browsers add noise to the pixels they read
@@ -97,10 +98,12 @@
     });
     const cursor = make("canvas", { class: "lr-demo__cursor", width: SIDE, height: SIDE, "aria-hidden": "true" });
     const clear = make("button", { type: "button", id: "lr-demo-clear", class: "md-button" }, "Clear");
+    const penWidth = make("input", { type: "range", id: "lr-demo-pen", min: String(PEN_WIDTHS[0]),
+                                     max: String(PEN_WIDTHS[1]), step: "2", value: String(PEN) });
     const drawPanel = make(
       "div", { id: "lr-demo-draw", class: "lr-demo__panel" },
       make("div", { class: "lr-demo__pad" }, canvas, cursor),
-      clear,
+      make("div", { class: "lr-demo__tools" }, clear, make("label", { for: penWidth.id }, "Pen width ", penWidth)),
       make("p", { class: "lr-demo__hint", id: "lr-demo-keys" },
         "Mouse, finger or pen. Keyboard: focus the square, Space or Enter to put the pen down or lift it, the " +
         "arrows to move it (Shift: small steps), Delete or Backspace to clear."),
@@ -207,7 +210,7 @@
     function strokeTo(point) { // a line from the last point, or a dot where a stroke begins
       ink.beginPath();
       if (last === null) {
-        ink.arc(...point, PEN / 2, 0, 2 * Math.PI);
+        ink.arc(...point, ink.lineWidth / 2, 0, 2 * Math.PI);
         ink.fill();
       } else {
         ink.moveTo(...last);
@@ -262,7 +265,7 @@
       layer.strokeStyle = "#f50";
       layer.lineWidth = 2;
       layer.beginPath();
-      layer.arc(...pen.at, PEN / 2, 0, 2 * Math.PI);
+      layer.arc(...pen.at, ink.lineWidth / 2, 0, 2 * Math.PI);
       layer.stroke();
       if (pen.down) { layer.fillStyle = "rgba(255, 85, 0, 0.4)"; layer.fill(); }
     }
@@ -289,6 +292,8 @@
     });
     canvas.addEventListener("focus", drawCursor);
     canvas.addEventListener("blur", drawCursor);
+    // The next strokes' width; what is drawn stays as it is.
+    penWidth.addEventListener("input", () => { ink.lineWidth = Number(penWidth.value); drawCursor(); });
 
     clear.addEventListener("click", () => {
       blank();
