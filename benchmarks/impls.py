@@ -270,17 +270,20 @@ def time_to_accuracy(mnist, name: str, target: float = 0.92, should_stop=lambda:
         if reached["seconds"] is None and backend.evaluate("test")[1] >= target:
             reached.update(seconds=state.train_seconds, epoch=state.epoch)
 
-    with contextlib.suppress(TrainingInterrupted):  # the stop below, once reached or asked
+    try:
         fit(backend, config, progress=False, log=None, on_epoch_end=check,
             should_stop=lambda: reached["seconds"] is not None or should_stop())  # fmt: skip
-    return reached if reached["seconds"] is not None or not should_stop() else None
+    except TrainingInterrupted:  # reached, or asked to stop first
+        return reached if reached["seconds"] is not None else None
+    return reached
 
 
-def sklearn_time_to_accuracy(mnist, target: float = 0.92) -> dict:
+def sklearn_time_to_accuracy(mnist, target: float = 0.92, should_stop=lambda: False) -> dict | None:
     """scikit-learn's ``LogisticRegression`` (lbfgs, its defaults) on the same training images and scaling.
 
     lbfgs has no epochs, so ``max_iter`` doubles from 10 until a fit reaches ``target``; the seconds are those
-    of that fit. Returns ``{"seconds", "max_iter", "accuracy"}``.
+    of that fit. Returns ``{"seconds", "max_iter", "accuracy"}``, or None if ``should_stop()`` turned true
+    between two fits.
     """
     import warnings
 
@@ -290,7 +293,7 @@ def sklearn_time_to_accuracy(mnist, target: float = 0.92) -> dict:
     splits = prepare(mnist, TrainConfig())
     (x, y), (x_test, y_test) = splits.scaled(splits.train, "float32"), splits.scaled(splits.test, "float32")
     max_iter = 10
-    while True:
+    while not should_stop():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             start = time.perf_counter()
@@ -300,3 +303,4 @@ def sklearn_time_to_accuracy(mnist, target: float = 0.92) -> dict:
         if accuracy >= target or max_iter >= 640:
             return {"seconds": seconds if accuracy >= target else None, "max_iter": max_iter, "accuracy": accuracy}
         max_iter *= 2
+    return None

@@ -66,6 +66,8 @@ TORCH_TABLE = {
 FAILED = "failed: "
 #: How it marks one that a Ctrl-C or SIGTERM stopped before its first epoch was timed.
 NOT_MEASURED = "not measured: the run was interrupted first"
+#: An interrupted run's page is <name><this>.md (.png, .json): a partial page never replaces a complete one.
+INTERRUPTED_SUFFIX = "-interrupted"
 #: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
 #: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
 SETTLE_S = 0.3
@@ -130,12 +132,14 @@ def machine() -> dict:
     return info
 
 
-def run(opts: dict) -> dict:
+def limits(opts: dict) -> tuple[dict, object, list[str]]:
+    """The run's start, where an interrupt ends it at once (nothing is measured yet): MNIST, the machine, its
+    peak float32 matrix-product rate and memory bandwidth, the GPU's too. Returns the result so far, MNIST and
+    the implementations available here."""
     args = opts["args"]
-    progress = not args.no_progress
     impls = [i for i in opts["impls"] if not unavailable(i)]
     skipped = {i: unavailable(i) for i in opts["impls"] if unavailable(i)}
-    mnist = load_mnist(progress=progress)
+    mnist = load_mnist(progress=not args.no_progress)
     result = {"machine": machine(), "skipped": skipped, "rounds": opts["rounds"], "batch_sizes": opts["sizes"]}
     n = 2048 if args.quick else 4096
     peak = machine_peak(n)
@@ -146,22 +150,17 @@ def run(opts: dict) -> dict:
     result["memory_gbs"] = memory_bandwidth_gbs(128 if args.quick else 512)
     if any(IMPLEMENTATIONS[i][1] == "cuda" for i in impls):  # the GPU's own limits, in the same run
         result["gpu_limits"] = gpu_limits()
-
-    failed = {}  # implementation -> why: it raised, and the run went on without it
-    with StopOnInterrupt() as stop:  # Ctrl-C or SIGTERM (a time limit): stop measuring, write what was measured
-        rounds_done = _measure(result, opts, impls, mnist, failed, stop, progress)
-    if stop():
-        result["interrupted"] = {"by": signal.Signals(stop.signum).name, "rounds_done": rounds_done}
-    unmeasured = [i for i in impls if i not in failed and i not in result["epoch_samples_per_second"]]
-    result["skipped"].update(failed, **{i: NOT_MEASURED for i in unmeasured})
-    return result
+    return result, mnist, impls
 
 
-def _measure(result: dict, opts: dict, impls: list[str], mnist, failed: dict, stop, progress: bool) -> int:
-    """Fill ``result`` with the epochs' and inferences' samples/s and the times to 92%, round by round, until
-    done or ``stop()``: each implementation's rates are its best epoch so far, at the batch sizes measured.
-    Returns the number of rounds completed."""
-    sizes, no_accuracy = opts["sizes"], opts["args"].no_accuracy
+def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
+    """Fill ``result`` with the epochs' and inferences' samples/s and the times to 92%, until done or ``stop()``.
+
+    Each implementation's rate is its best epoch over the rounds (interleaved: every cell once per round, so
+    drift hits all alike). An implementation that raises is listed under "skipped" as failed and the rest go
+    on; one that ``stop()`` left untimed is listed as not measured, and ``result["interrupted"]`` says where
+    the run stopped."""
+    sizes, progress, failed = opts["sizes"], not opts["args"].no_progress, {}
     cells = [(impl, size) for size in sizes for impl in impls]
     benches = {}
     for impl, size in tqdm(cells, desc="compiling and warming up", disable=not progress):
@@ -171,7 +170,7 @@ def _measure(result: dict, opts: dict, impls: list[str], mnist, failed: dict, st
     inference = {impl: float("inf") for impl in impls}
     rounds_done = 0
     with tqdm(total=opts["rounds"] * (len(cells) + len(impls)), desc="timing", disable=not progress) as bar:
-        for _ in range(opts["rounds"]):  # interleaved: every cell once per round, so drift hits all alike
+        for _ in range(opts["rounds"]):
             for cell in cells:
                 if cell[0] not in failed and cell in benches and not stop():
                     seconds = _attempt(failed, cell[0], _settled_seconds, benches[cell].epoch)
@@ -182,7 +181,7 @@ def _measure(result: dict, opts: dict, impls: list[str], mnist, failed: dict, st
                     seconds = _attempt(failed, impl, _settled_seconds, benches[impl, sizes[-1]].infer)
                     inference[impl] = min(inference[impl], seconds or inference[impl])
                 bar.update()
-            rounds_done += not stop()
+            rounds_done += not stop()  # a signal in the round's last measurement costs the round its count
     measured = [impl for impl in impls if impl not in failed]
     rates = {impl: {str(s): benches[impl, s].n_train / best[impl, s] for s in sizes if best[impl, s] < float("inf")}
              for impl in measured}  # fmt: skip
@@ -190,16 +189,21 @@ def _measure(result: dict, opts: dict, impls: list[str], mnist, failed: dict, st
     result["inference_samples_per_second"] = {i: 10_000 / inference[i] for i in measured if inference[i] < float("inf")}
     benches.clear()
 
-    if not no_accuracy and not stop():
+    if not opts["args"].no_accuracy and not stop():
         result["time_to_92"] = {}
         for impl in tqdm([i for i in measured if i not in SPEED_ONLY], desc="time to 92%", disable=not progress):
             if not stop():
                 reached = _attempt(failed, impl, time_to_accuracy, mnist, impl, 0.92, stop)
                 if reached is not None:
                     result["time_to_92"][impl] = reached
-        if not stop():
-            result["time_to_92"]["scikit-learn"] = sklearn_time_to_accuracy(mnist)
-    return rounds_done
+        reached = sklearn_time_to_accuracy(mnist, should_stop=stop)
+        if reached is not None:
+            result["time_to_92"]["scikit-learn"] = reached
+    if stop():
+        phase = "time to 92%" if "time_to_92" in result else "rounds"
+        result["interrupted"] = {"by": signal.Signals(stop.signum).name, "in": phase, "rounds_done": rounds_done}
+    unmeasured = [i for i in impls if i not in failed and i not in result["epoch_samples_per_second"]]
+    result["skipped"].update(failed, **{i: NOT_MEASURED for i in unmeasured})
 
 
 def _attempt(failed: dict[str, str], impl: str, fn, *args):
@@ -326,12 +330,19 @@ def _interrupted_lines(result: dict) -> list[str]:
     """The page's warning when a Ctrl-C or SIGTERM cut the run short: what its figures rest on."""
     if "interrupted" not in result:
         return []
-    done = result["interrupted"]["rounds_done"]
-    return [
-        "",
-        f"**Interrupted by {result['interrupted']['by']} after {done} of {result['rounds']} rounds**: each figure is",
-        'the best of the epochs timed by then, "-" marks one not timed, and sections not reached are missing.',
-    ]
+    if result["interrupted"]["in"] == "rounds":
+        rest = 'each figure is the best of the epochs timed by then, "-" marks one not timed, and the time-to-92% runs'
+        rest += " did not start."
+    else:
+        rest = "the time-to-92% table holds the runs that finished."
+    return ["", f"**Interrupted by {result['interrupted']['by']} {_where(result)}**: {rest}"]
+
+
+def _where(result: dict) -> str:
+    """Where an interrupted run stopped, in words."""
+    if result["interrupted"]["in"] == "rounds":
+        return f"after {result['interrupted']['rounds_done']} of {result['rounds']} rounds"
+    return f"in the time-to-92% runs, all {result['rounds']} rounds done"
 
 
 def _gpu_rows(limits: dict | None) -> list[str]:
@@ -442,21 +453,25 @@ def update_quotes(result: dict, files: dict[str, Path]) -> None:
 
 def _main(argv) -> int:
     opts = parse(argv)
-    result = run(opts)
     out, name = opts["out"], opts["args"].name
     command = "python -m benchmarks.report " + " ".join(argv if argv is not None else sys.argv[1:])
-    with staged_outputs(out) as stage:
-        write_json(stage / f"{name}.json", result)
-        write_bytes(stage / f"{name}.png", figure(result))
-        write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
-    print(f"wrote {out / name}.md, .png and .json")
-    if "interrupted" in result:
-        stopped = result["interrupted"]
+    result, mnist, impls = limits(opts)
+    with StopOnInterrupt() as stop:  # from here on, Ctrl-C or SIGTERM (a time limit) stops the measuring only
+        measure(result, opts, impls, mnist, stop)
+        if stop() and not result["epoch_samples_per_second"]:
+            raise Interrupted(stop.signum, "no epoch had been timed yet: nothing was saved")
+        if stop():  # a partial page never replaces a complete one
+            name = f"{name}{INTERRUPTED_SUFFIX}"
+        with staged_outputs(out) as stage:
+            write_json(stage / f"{name}.json", result)
+            write_bytes(stage / f"{name}.png", figure(result))
+            write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
+    if stop():
         raise Interrupted(
-            signal.Signals[stopped["by"]],
-            f"wrote {out / name}.md, .png and .json with what was measured by then "
-            f"({stopped['rounds_done']} of {result['rounds']} rounds); README.md and docs/ quote none of it",
+            stop.signum,
+            f"wrote what was measured by then to {out / name}.md, .png and .json ({_where(result)})",
         )
+    print(f"wrote {out / name}.md, .png and .json")
     failed = {impl: why for impl, why in result["skipped"].items() if why.startswith(FAILED)}
     if failed:
         raise UserError(

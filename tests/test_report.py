@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.report import main
+from benchmarks.report import INTERRUPTED_SUFFIX, NOT_MEASURED, main
 
 from .conftest import assert_one_line_error
 
@@ -238,47 +238,91 @@ def _terminated_during(monkeypatch, impl: str, size: int, call: int) -> None:
 
 
 def test_a_terminated_report_writes_the_rounds_it_finished(tmp_path, capsys, monkeypatch):
-    """SIGTERM in round 2 of 3: the page holds round 1's figures (and the epoch that was running), says it was
-    interrupted, and never starts the time-to-92% runs; the exit is 143 with one line saying what was written."""
+    """SIGTERM in round 2 of 3: the page of round 1's figures (and the epoch that was running) is written beside
+    the complete page, never over it, says it was interrupted, and the time-to-92% runs never start; the exit
+    is 143 with one line saying what was written."""
     _terminated_during(monkeypatch, "numpy", 1024, call=2)
+    (tmp_path / "benchmarks.md").write_text("a complete page")
     args = ["--batch-sizes", "512,1024", "--rounds", "3", "--impls", "numba,numpy", "--no-progress"]
     code = main([*args, "--out", str(tmp_path)])
-    err = capsys.readouterr().err
-    assert code == 143 and err.count("\n") == 1 and "(1 of 3 rounds)" in err
-    assert err.startswith(f"interrupted: wrote {tmp_path}/benchmarks.md, .png and .json with what was measured")
-    result = json.loads((tmp_path / "benchmarks.json").read_text())
-    assert result["interrupted"] == {"by": "SIGTERM", "rounds_done": 1}
+    partial = tmp_path / f"benchmarks{INTERRUPTED_SUFFIX}"
+    assert (code, capsys.readouterr().err) == (
+        143, f"interrupted: wrote what was measured by then to {partial}.md, .png and .json (after 1 of 3 rounds)\n"
+    )  # fmt: skip
+    assert (tmp_path / "benchmarks.md").read_text() == "a complete page"
+    result = json.loads(partial.with_suffix(".json").read_text())
+    assert result["interrupted"] == {"by": "SIGTERM", "in": "rounds", "rounds_done": 1}
     assert {k: set(v) for k, v in result["epoch_samples_per_second"].items()} == {
         "numba": {"512", "1024"},
         "numpy": {"512", "1024"},
     }
     assert "time_to_92" not in result and result["skipped"] == {}
-    assert "**Interrupted by SIGTERM after 1 of 3 rounds**" in (tmp_path / "benchmarks.md").read_text()
+    page = partial.with_suffix(".md").read_text()
+    assert "**Interrupted by SIGTERM after 1 of 3 rounds**" in page and f"]({partial.name}.png)" in page
 
 
 def test_a_report_terminated_in_its_first_round_marks_what_it_did_not_time(tmp_path, capsys, monkeypatch):
     """SIGTERM during numpy's first epoch at batch 512: numba and numpy have that column and "-" at 1024, and
     numba-naive, never timed, is listed as not measured."""
-    from benchmarks.report import NOT_MEASURED
-
     _terminated_during(monkeypatch, "numpy", 512, call=1)
     args = ["--batch-sizes", "512,1024", "--rounds", "2", "--impls", "numba,numpy,numba-naive", "--no-accuracy"]
     code = main([*args, "--no-progress", "--out", str(tmp_path)])
-    assert code == 143 and "(0 of 2 rounds)" in capsys.readouterr().err
-    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert code == 143 and "(after 0 of 2 rounds)" in capsys.readouterr().err
+    partial = tmp_path / f"benchmarks{INTERRUPTED_SUFFIX}"
+    result = json.loads(partial.with_suffix(".json").read_text())
     assert {k: set(v) for k, v in result["epoch_samples_per_second"].items()} == {"numba": {"512"}, "numpy": {"512"}}
     assert result["skipped"] == {"numba-naive": NOT_MEASURED}
-    page = (tmp_path / "benchmarks.md").read_text()
+    page = partial.with_suffix(".md").read_text()
     assert re.search(r"^\| numba \| [\d,]+ \| - \|$", page, re.MULTILINE)
     assert f"numba-naive ({NOT_MEASURED})" in page
 
 
-def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, mnist_dir):
+def test_a_report_terminated_before_its_first_epoch_saves_nothing(tmp_path, capsys, monkeypatch):
+    """SIGTERM while the implementations compile: the build under way finishes, no epoch is timed, and nothing
+    is written (an empty page would only hide the last real one)."""
+    import benchmarks.report
+
+    real_build = benchmarks.report.build
+
+    def build(name, mnist, batch):
+        bench = real_build(name, mnist, batch)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return bench
+
+    monkeypatch.setattr(benchmarks.report, "build", build)
+    code = main([*FAST, "--impls", "numba,numpy", "--out", str(tmp_path)])
+    assert (code, capsys.readouterr().err) == (143, "interrupted: no epoch had been timed yet: nothing was saved\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_terminated_in_the_time_to_92_runs_keeps_the_ones_that_finished(tmp_path, capsys, monkeypatch):
+    """SIGTERM as numba's time-to-92% run ends: its result stays, scikit-learn's fits never start."""
+    import benchmarks.report
+
+    real = benchmarks.report.time_to_accuracy
+
+    def time_to_accuracy(*args):
+        reached = real(*args)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return reached
+
+    monkeypatch.setattr(benchmarks.report, "time_to_accuracy", time_to_accuracy)
+    code = main([*FAST, "--rounds", "2", "--impls", "numba", "--out", str(tmp_path)])
+    assert code == 143 and "(in the time-to-92% runs, all 2 rounds done)" in capsys.readouterr().err
+    result = json.loads((tmp_path / f"benchmarks{INTERRUPTED_SUFFIX}.json").read_text())
+    assert result["interrupted"] == {"by": "SIGTERM", "in": "time to 92%", "rounds_done": 2}
+    assert set(result["time_to_92"]) == {"numba"} and result["time_to_92"]["numba"]["seconds"] > 0
+
+
+def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, mnist, mnist_dir):
     """scripts/gpu.sh on a (pretended) GPU machine whose report outlives its time: the report gets a real SIGTERM
     from ``timeout``, and the page of what it measured by then still reaches $OUT, with a one-line error.
 
     The script runs from a copy of the checkout's layout; a stub ``python3`` first on PATH answers the GPU check
     and the GPU tests (both pass), and runs everything else with this interpreter."""
+    from benchmarks.impls import build
+
+    build("numba", mnist, 512)  # compiled and cached on disk first: the report's time goes to its rounds
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "scripts").mkdir()
     shutil.copy(repo / "scripts" / "gpu.sh", tmp_path / "scripts" / "gpu.sh")
@@ -290,14 +334,21 @@ def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, m
     stub.chmod(0o755)
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "OUT": str(out), "TOTAL_S": "30"}
-    report = ["--impls", "numba", "--batch-sizes", "512", "--quick", "--rounds", "1000"]  # far past 30 s
-    run = subprocess.run([tmp_path / "scripts" / "gpu.sh", str(mnist_dir), *report], env=env,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "OUT": str(out), "TOTAL_S": "40"}
+    report = ["--impls", "numba", "--batch-sizes", "512", "--quick", "--rounds", "1000"]  # far past 40 s
+
+    def gpu_sh(environment):
+        return subprocess.run([tmp_path / "scripts" / "gpu.sh", str(mnist_dir), *report], env=environment,
+                              capture_output=True, text=True, timeout=180)  # fmt: skip
+
+    run = gpu_sh(env)
     assert run.returncode == 124, run.stderr
     assert run.stderr.splitlines()[-1].startswith("error: the report ran past ")
-    assert "interrupted: wrote docs/benchmarks-gpu.md, .png and .json with what was measured" in run.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["benchmarks-gpu.json", "benchmarks-gpu.md", "benchmarks-gpu.png"]
-    result = json.loads((out / "benchmarks-gpu.json").read_text())
+    assert "interrupted: wrote what was measured by then to docs/benchmarks-gpu-interrupted.md" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"benchmarks-gpu-interrupted.{e}" for e in ("json", "md", "png")]
+    result = json.loads((out / "benchmarks-gpu-interrupted.json").read_text())
     assert result["interrupted"]["by"] == "SIGTERM" and result["interrupted"]["rounds_done"] >= 1
     assert result["epoch_samples_per_second"]["numba"]["512"] > 0
+    too_short = gpu_sh({**env, "TOTAL_S": "10"})  # no time left after the tests: said, and no report started
+    assert too_short.returncode == 124 and too_short.stderr.startswith("error: the tests left ")
+    assert "== the benchmark page" not in too_short.stdout
