@@ -9,6 +9,7 @@ batch size) and ``<name>.json`` (everything, to compare two runs).
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import os
 import platform
@@ -124,12 +125,22 @@ def machine() -> dict:
         "numpy": numpy.__version__,
         "numba": numba.__version__,
         "numba threads": numba.get_num_threads(),
+        "numba-cuda": _version("numba-cuda"),
         "torch": torch.__version__,
+        "jax": _version("jax"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         info["memory GiB"] = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
     return info
+
+
+def _version(package: str) -> str | None:
+    """``package``'s installed version, None if it is not installed (the page leaves out rows that are None)."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def limits(opts: dict) -> tuple[dict, object, list[str]]:

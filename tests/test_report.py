@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -36,6 +37,8 @@ def test_report_writes_page_figure_and_json(tmp_path, capsys):
     assert "| numba |" in page and "| numpy |" in page and "batch 512" in page
     assert "python -m benchmarks.report --quick" in page and "![samples/s against batch size](r.png)" in page
     assert ("torch-cuda (no CUDA device)" in page) == (not has_cuda)
+    for package in ("numba-cuda", "jax"):  # the versions a GPU page's readers need, beside numba's and torch's
+        assert f"| {package} | {importlib.metadata.version(package)} |" in page
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
