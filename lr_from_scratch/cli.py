@@ -51,7 +51,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def path_arg(text: str) -> Path:
-    """A path option as the user meant it: ``~`` expanded even in ``--out=~/x``, where the shell leaves it."""
+    """A path option as the user meant it: ``~`` expanded even in ``--out=~/x``, where the shell leaves it. An
+    empty one (``--out ""``, an unset shell variable) is refused: ``Path("")`` would quietly mean this folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("got an empty path; expected a file or folder name")
     return Path(text).expanduser()
 
 
@@ -230,8 +233,11 @@ class _DropWhenClosed(io.TextIOBase):
 
 def _tolerate_closed_pipes() -> None:
     """Standard output and error that survive their reader going away (``| head -1``), and print what their
-    encoding cannot hold (a path of undecodable bytes, say) as backslash escapes instead of failing."""
+    encoding cannot hold (a path of undecodable bytes, say) as backslash escapes instead of failing. One the
+    command was started without (``2>&-``: Python makes it None) goes to the null device."""
     for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (open for the life of the process)
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, _DropWhenClosed):
             if getattr(stream, "errors", None) == "strict":  # where Python chose surrogateescape, raw bytes go out

@@ -22,4 +22,9 @@ class DataError(UserError):
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite. ``happened`` says where, without the advice that follows it in the
+    message (the command line's options), so that an API can give its own."""
+
+    def __init__(self, message: str, happened: str | None = None):
+        super().__init__(message)
+        self.happened = happened or message

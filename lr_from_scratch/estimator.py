@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .backends import array_backend
 from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import batch_slices, train_val_split
+from .errors import TrainingDiverged
 from .functional import softmax
 from .kernels.llvm import LANES
 from .model import initial_params
@@ -38,9 +39,12 @@ def _unchanged_on_error(method):
         before = dict(vars(self))
         try:
             return method(self, *args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             vars(self).clear()
             vars(self).update(before)
+            if isinstance(exc, TrainingDiverged):  # its advice is the command line's (--lr); say it in our terms
+                raise TrainingDiverged(f"{exc.happened}; the estimator is as it was before this call. Try a lower "
+                                       "lr, or X scaled to unit variance (StandardScaler)") from None  # fmt: skip
             raise
 
     return unchanged_on_error

@@ -156,7 +156,7 @@ def _main(argv) -> int:
     path = args.model
     saved = load_model(path)
     dataset = saved.config.get("dataset", "mnist")  # what the model was trained on
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(f"{path}: trained on an unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     out = writable_folder(args.out or (path if path.is_dir() else path.parent), "--out")
     data = load_dataset(dataset, args.data_dir, progress=not args.no_progress)

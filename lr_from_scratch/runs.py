@@ -77,6 +77,11 @@ class RunFolder:
         writable_folder(path, "--out")
         if (path / CONFIG).exists() or (path / STATUS).exists():
             raise ConfigError(f"--out {path} {_describe(path)}")
+        others = sorted(p.name for p in path.iterdir() if p.name != LOCK)  # a run's files would overwrite theirs
+        if others:
+            listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise ConfigError(f"--out {path} holds files of its own ({listed}): a run needs a new or empty "
+                              "folder; choose another")  # fmt: skip
         return cls(path, config, created=not existed)
 
     @classmethod
@@ -198,7 +203,7 @@ def _describe(path: Path) -> str:
         if state == "running":  # and no one holds the lock: the process died, or its writes failed
             how = f"it stopped after epoch {_epochs_in_history(path)} without finishing: killed, or a write failed"
         return f"holds an unfinished run ({how}): continue it with --resume {path}, or choose another folder"
-    return f"holds a run that stopped before its first checkpoint: choose another folder, or delete {path}"
+    return f"holds a {CONFIG} but no {STATUS} (a run stopped as it began, or not a run's): choose another folder"
 
 
 def _epochs_in_history(path: Path) -> int:

@@ -71,6 +71,11 @@ def load_model(path: str | Path) -> SavedModel:
     mean, std = (_finite_floats(path, name, arrays[name], scalar=True) for name in ("mean", "std"))
     if std <= 0:
         raise UserError(f"{path}: std is {std}, expected a number > 0 (the scaling divides by it)")
+    with np.errstate(all="ignore"):
+        ends = ((np.array([0.0, 1.0]) - mean) / std).astype(np.float32)  # pixels 0 and 255, scaled
+    if not np.isfinite(ends).all():
+        raise UserError(f"{path}: mean {mean:g} and std {std:g} scale the pixels beyond float32's range; expected "
+                        "the training set's own, as a run saves them")  # fmt: skip
     config = {}
     if "config" in arrays:
         try:
@@ -135,6 +140,9 @@ def _csv_row(row: dict) -> dict:
 
 def _read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     try:
+        with open(path, "rb") as f:  # np.load takes anything else for a pickle, and says to allow pickles
+            if f.read(2) != b"PK":
+                raise UserError(f"{path}: not a readable .npz file (not a zip archive); expected {what}")
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

@@ -132,7 +132,7 @@ def train_epoch(
             state.epoch_seconds += time.perf_counter() - start
             seen = chunk[-1].stop
             if not math.isfinite(loss_sum):
-                raise TrainingDiverged(_divergence_message(state, config, seen))
+                raise _diverged(state, config, seen)
             state.batch += len(chunk)
             state.loss_sum += loss_sum
             state.correct += correct
@@ -171,7 +171,7 @@ def _end_epoch(backend, config, state) -> str:
     if has_val:
         row["val_loss"], row["val_accuracy"] = backend.evaluate("val")
         if not math.isfinite(row["val_loss"]):
-            raise TrainingDiverged(_divergence_message(state, config, n_train, what="validation loss"))
+            raise _diverged(state, config, n_train, what="validation loss")
     improved = not has_val or row["val_loss"] < state.best_val_loss
     if improved:
         state.best_val_loss = row["val_loss"] if has_val else math.inf
@@ -200,10 +200,11 @@ def format_epoch(row: dict, epochs: int) -> str:
     )
 
 
-def _divergence_message(state: TrainState, config: TrainConfig, seen: int, what: str = "training loss") -> str:
+def _diverged(state: TrainState, config: TrainConfig, seen: int, what: str = "training loss") -> TrainingDiverged:
+    happened = (
+        f"the {what} became NaN or infinite in epoch {state.epoch + 1} (after {seen} samples) at lr "
+        f"{epoch_lr(config, state.epoch):g}"
+    )
     kept = f"kept the weights of epoch {state.best_epoch}" if state.best_epoch else "no epoch finished, nothing kept"
     hint = "a lower --lr" if config.normalize else "a lower --lr or --normalize"
-    return (
-        f"the {what} became NaN or infinite in epoch {state.epoch + 1} (after {seen} samples) at lr "
-        f"{epoch_lr(config, state.epoch):g}; {kept}. Try {hint}"
-    )
+    return TrainingDiverged(f"{happened}; {kept}. Try {hint}", happened)

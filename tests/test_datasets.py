@@ -156,6 +156,9 @@ BAD_SETS = {
     "size mismatch": ("sizes", [], 1, "training images of (12, 10) pixels, test images of (10, 12)"),
     "more classes than lanes": ("twenty", [], 2, "has 20 classes; --backend numba takes at most 16"),
     "fashion by hand": ("fm-plain", ["--dataset", "fashion-mnist"], 1, "only the .gz of"),
+    "no test images": ("no-test", [], 1, "expected at least one"),
+    "constant pixels": ("blank", [], 1, "every training pixel is 0: there is nothing to learn from"),
+    "images too large": ("large", [], 1, "256 x 257 = 65,792 pixels, expected at most 65,535 pixels an image"),
 }
 
 
@@ -177,6 +180,13 @@ def test_a_bad_dataset_is_one_line(tmp_path, mnist_dir, case):
         synthetic_idx(data, n_classes=20, shape=(20, 4))
     elif folder == "fm-plain":
         copy_files(mnist_dir, data)  # the right shapes, uncompressed: nothing published to check them against
+    elif folder == "no-test":
+        synthetic_idx(data, n_test=0)
+    elif folder == "blank":
+        synthetic_idx(data)
+        (data / "train-images-idx3-ubyte").write_bytes(encode_idx(np.zeros((600, 12, 10), np.uint8)))
+    elif folder == "large":
+        synthetic_idx(data, shape=(256, 257), n_train=4, n_test=2)
     args = ["--dataset", "idx"] + (["--data-dir", str(data)] if folder else []) + extra
     result = run_module("lr_from_scratch.train", *args, "--out", str(tmp_path / "run"), "--no-progress")
     assert_one_line_error(result, code, expected)

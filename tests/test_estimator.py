@@ -193,6 +193,15 @@ def test_more_classes_than_the_numba_lanes_say_what_to_use():
     assert SoftmaxRegressionClassifier(epochs=2, backend="numpy").fit(x, y).predict_proba(x).shape == (400, 20)
 
 
+def test_a_diverging_fit_gives_the_estimators_advice_not_the_command_lines(small):
+    x, y, _, _ = small
+    for fitting in (lambda c: c.fit(x, y), lambda c: c.partial_fit(x, y, classes=np.arange(10))):
+        with pytest.raises(TrainingDiverged, match="became NaN or infinite in epoch 1 .* at lr 1e[+]38") as info:
+            fitting(SoftmaxRegressionClassifier(lr=1e38, epochs=1))
+        assert str(info.value).endswith("Try a lower lr, or X scaled to unit variance (StandardScaler)")
+        assert "--" not in str(info.value)
+
+
 def test_a_fit_that_fails_leaves_the_last_model_whole(small):
     x, y, _, _ = small
     fitted = SoftmaxRegressionClassifier(epochs=1).fit(x, y)

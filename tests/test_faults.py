@@ -404,6 +404,30 @@ def test_an_out_in_use_is_refused(tmp_path):
     assert not (tmp_path / "r").exists()  # this holder never started: it leaves nothing behind
 
 
+def test_an_out_with_files_of_its_own_is_refused_and_left_as_it_was(tmp_path, capsys):
+    """A run's files (model.npz, metrics.json, ...) would overwrite the user's: only a new or empty folder."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "model.npz").write_text("the user's own model")
+    (tmp_path / "proj" / "notes.txt").write_text("notes")
+    code = main([*QUICK, "--out", str(tmp_path / "proj")])
+    assert_one_line_error(
+        (code, capsys.readouterr().err), 2, f"--out {tmp_path / 'proj'} holds files of its own (model.npz, notes.txt)",
+        "a new or empty folder",
+    )  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["model.npz", "notes.txt"]
+    assert (tmp_path / "proj" / "model.npz").read_text() == "the user's own model"
+    (tmp_path / "proj" / "config.json").write_text("{}")  # a config.json of another program: not to delete
+    code = main([*QUICK, "--out", str(tmp_path / "proj")])
+    line = assert_one_line_error((code, capsys.readouterr().err), 2, "holds a config.json but no status.json")
+    assert "delete" not in line
+
+
+@pytest.mark.parametrize("option", ["--out", "--data-dir", "--resume"])
+def test_an_empty_path_is_refused_not_taken_for_this_folder(option, capsys):
+    code = main([*QUICK, option, ""])
+    assert_one_line_error((code, capsys.readouterr().err), 2, f"argument {option}: got an empty path")
+
+
 def test_another_commands_look_at_a_folder_does_not_make_a_run_refuse_it(tmp_path):
     """A refused command describes the folder (is a run in it?) by taking its lock, shared, for an instant; a run
     that claims the folder in that instant waits it out instead of calling the folder in use."""
@@ -413,6 +437,13 @@ def test_another_commands_look_at_a_folder_does_not_make_a_run_refuse_it(tmp_pat
     threading.Timer(0.05, os.close, [look]).start()
     with RunFolder.create(tmp_path / "r", TrainConfig()) as folder:
         assert folder.path == tmp_path / "r"
+
+
+def test_a_run_started_without_stdout_and_stderr_trains_to_the_end(tmp_path):
+    """``>&- 2>&-`` (a daemon, a cron job): Python makes both streams None, which the progress bar wrote to."""
+    script = 'exec "$0" -m lr_from_scratch.train --limit 3000 --epochs 2 --out "$1" >&- 2>&-'
+    assert subprocess.run(["sh", "-c", script, sys.executable, str(tmp_path / "r")], timeout=300).returncode == 0
+    assert status(tmp_path / "r")["status"] == "finished"
 
 
 def test_output_to_a_closed_pipe_does_not_stop_training(tmp_path):
@@ -456,6 +487,8 @@ BAD_MODELS = {
     "string mean": (model_arrays(mean=np.array("zero")), "mean has dtype <U4"),
     "array std": (model_arrays(std=np.ones(3)), "std has shape (3,), expected a single number"),
     "bad config": (model_arrays(config=np.array("{not json")), "config is not valid JSON"),
+    "dataset as a list": (model_arrays(config=np.array('{"dataset": ["x"]}')), "trained on an unknown dataset ['x']"),
+    "tiny std": (model_arrays(std=np.float64(1e-320)), "scale the pixels beyond float32's range"),
 }
 
 
@@ -468,10 +501,12 @@ def test_a_malformed_model_is_one_line_and_writes_nothing(tmp_path, capsys, case
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
 
 
-def test_an_empty_model_file_is_one_line(tmp_path, capsys):
-    (tmp_path / "model.npz").write_bytes(b"")
+@pytest.mark.parametrize("content", [b"", b"hello"])
+def test_an_empty_or_text_model_file_is_one_line(tmp_path, capsys, content):
+    (tmp_path / "model.npz").write_bytes(content)
     code = evaluate.main([str(tmp_path), "--no-progress"])
-    assert_one_line_error((code, capsys.readouterr().err), 1, "not a readable .npz file")
+    line = assert_one_line_error((code, capsys.readouterr().err), 1, "not a readable .npz file (not a zip archive)")
+    assert "pickle" not in line  # NumPy's own message advises loading it as a pickle
 
 
 BAD_CHECKPOINTS = {

@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from lr_from_scratch.data.idx import (
     IMAGES_MAGIC,
     LABELS_MAGIC,
+    UBYTE,
     check_images,
     check_labels,
     decompress,
@@ -79,6 +80,13 @@ def test_label_range_and_image_shape_checks():
         check_labels(np.array([0, 10], dtype=np.uint8), "bad")
     with pytest.raises(DataError, match=r"image shape \(2, 28, 27\), expected \(n, 28, 28\)"):
         check_images(np.zeros((2, 28, 27), dtype=np.uint8), "bad")
+
+
+def test_a_header_whose_sizes_overflow_64_bits_is_a_truncated_file():
+    """2**31 x 2**31 x 4 bytes is 2**64: a 64-bit product wraps to 0 and would match the empty body."""
+    data = struct.pack(">HBB3I", 0, UBYTE, 3, 2**31, 2**31, 4)
+    with pytest.raises(DataError, match=r"truncated: 16 bytes, expected 18446744073709551632"):
+        parse_idx(data, "crafted")
 
 
 @given(st.binary(max_size=64))

@@ -15,6 +15,7 @@ So the magic number (the first four bytes as one big-endian integer) is 2049 = 0
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 
@@ -61,7 +62,7 @@ def parse_idx(data: bytes, name: str = "IDX data", expected_magic: int | None = 
     if len(data) < header_len:
         raise DataError(f"{name}: truncated header ({len(data)} bytes, expected {header_len})")
     sizes = struct.unpack(f">{ndim}I", data[4:header_len])
-    expected = header_len + int(np.prod(sizes, dtype=np.int64))
+    expected = header_len + math.prod(sizes)  # Python ints: a crafted header cannot wrap the product around
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataError(
@@ -95,15 +96,20 @@ def check_images(
         raise DataError(f"{name}: image shape {images.shape}, expected (n, {shape[0]}, {shape[1]})")
     if images.ndim != 3 or images.shape[1] * images.shape[2] == 0:
         raise DataError(f"{name}: image shape {images.shape}, expected (n, height, width)")
+    if len(images) == 0:
+        raise DataError(f"{name}: no images (shape {images.shape}), expected at least one")
     if max_pixels is not None and images.shape[1] * images.shape[2] > max_pixels:
-        raise DataError(f"{name}: images of {images.shape[1]} x {images.shape[2]} pixels, at most {max_pixels}")
+        raise DataError(
+            f"{name}: images of {images.shape[1]} x {images.shape[2]} = {images.shape[1] * images.shape[2]:,} "
+            f"pixels, expected at most {max_pixels:,} pixels an image: downscale them"
+        )
     return images
 
 
 def check_labels(labels: np.ndarray, name: str, n_classes: int = 10) -> np.ndarray:
     """Check that ``labels`` is one-dimensional with every value in 0..n_classes-1."""
-    if labels.ndim != 1:
-        raise DataError(f"{name}: label shape {labels.shape}, expected (n,)")
+    if labels.ndim != 1 or labels.size == 0:
+        raise DataError(f"{name}: label shape {labels.shape}, expected (n,) with at least one label")
     if labels.size and labels.max() >= n_classes:
         bad = int(labels.max())
         raise DataError(f"{name}: label {bad} out of range, expected 0..{n_classes - 1}: re-download the file")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 #: Mean and standard deviation of MNIST's 60,000 training pixels after ``/ 255``, rounded to 4 digits: the
 #: figures every PyTorch tutorial normalises with. Every dataset computes its own the same way
@@ -143,6 +143,11 @@ def prepare(mnist, config) -> Splits:
     :class:`~lr_from_scratch.data.datasets.LabelledImages`): normalised with the training set's own mean and
     standard deviation, or just ``/ 255``."""
     n_all = len(mnist.train_images)
+    if config.normalize and mnist.scaling[1] == 0:
+        raise DataError(
+            f"every training pixel is {round(mnist.scaling[0] * 255)}: there is nothing to learn from and no standard "
+            "deviation to normalise by; check the image files (--data-dir)"
+        )
     if config.limit is not None and config.limit > n_all:
         raise ConfigError(f"--limit must be between 1 and {n_all} (the training set), got {config.limit}")
     train_idx, val_idx = split_for(config.limit or n_all, config)
