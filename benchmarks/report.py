@@ -469,19 +469,20 @@ def _main(argv) -> int:
     result, mnist, impls = limits(opts)
     with StopOnInterrupt() as stop:  # from here on, Ctrl-C or SIGTERM (a time limit) stops the measuring only
         measure(result, opts, impls, mnist, stop)
-        if stop() and not result["epoch_samples_per_second"]:
+        if "interrupted" in result and not result["epoch_samples_per_second"]:
             raise Interrupted(stop.signum, "no epoch had been timed yet: nothing was saved")
-        if stop():  # a partial page never replaces a complete one
+        if "interrupted" in result:  # a partial page never replaces a complete one
             name = f"{name}{INTERRUPTED_SUFFIX}"
         with staged_outputs(out) as stage:
             write_json(stage / f"{name}.json", result)
             write_bytes(stage / f"{name}.png", figure(result))
             write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
-    if stop():
+    if "interrupted" in result:
         raise Interrupted(
             stop.signum,
             f"wrote what was measured by then to {out / name}.md, .png and .json ({_where(result)})",
         )
+    stop.raise_if_stopped(f"the page was written first: {out / name}.md, .png and .json")  # a signal while writing
     print(f"wrote {out / name}.md, .png and .json")
     failed = {impl: why for impl, why in result["skipped"].items() if why.startswith(FAILED)}
     if failed:

@@ -355,3 +355,22 @@ def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, m
     too_short = gpu_sh({**env, "TOTAL_S": "10"})  # no time left after the tests: said, and no report started
     assert too_short.returncode == 124 and too_short.stderr.startswith("error: the tests left ")
     assert "== the benchmark page" not in too_short.stdout
+
+
+def test_a_report_terminated_while_it_writes_its_page_keeps_the_complete_page(tmp_path, capsys, monkeypatch):
+    """SIGTERM once every figure is measured, while the page is being drawn: the complete page is written under
+    its own name, and the one line says so."""
+    import benchmarks.report
+
+    real = benchmarks.report.figure
+
+    def figure(result):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(result)
+
+    monkeypatch.setattr(benchmarks.report, "figure", figure)
+    code = main([*FAST, "--impls", "numba", "--no-accuracy", "--out", str(tmp_path)])
+    expected = f"interrupted: the page was written first: {tmp_path}/benchmarks.md, .png and .json\n"
+    assert (code, capsys.readouterr().err) == (143, expected)
+    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert "interrupted" not in result and set(result["epoch_samples_per_second"]) == {"numba"}
