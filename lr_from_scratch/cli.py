@@ -239,7 +239,7 @@ def _tolerate_closed_pipes() -> None:
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (open for the life of the process)
         stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, _DropWhenClosed):
+        if not isinstance(stream, _DropWhenClosed):
             if getattr(stream, "errors", None) == "strict":  # where Python chose surrogateescape, raw bytes go out
                 with contextlib.suppress(AttributeError, ValueError):  # not a text file, or closed: nothing to fix
                     stream.reconfigure(errors="backslashreplace")
