@@ -226,7 +226,9 @@ def _lock(path: Path) -> int:
             raise ConfigError(f"{path} was removed while this run claimed it: run the command again") from None
         if not _flock_within(fd, fcntl.LOCK_EX, PROBE_S):
             os.close(fd)
-            raise ConfigError(f"{path} is in use by a run in progress: choose another folder") from None
+            detail = _read_status(path).get("detail")  # "training (pid N)", once the run has started
+            raise ConfigError(f"{path} is in use by a run in progress{f' ({detail})' if detail else ''}: wait for "
+                              "it to end or stop it, or choose another folder") from None  # fmt: skip
         with contextlib.suppress(FileNotFoundError):
             if os.stat(path / LOCK).st_ino == os.fstat(fd).st_ino:
                 return fd

@@ -157,6 +157,7 @@ BAD_SETS = {
     "more classes than lanes": ("twenty", [], 2, "has 20 classes; --backend numba takes at most 16"),
     "fashion by hand": ("fm-plain", ["--dataset", "fashion-mnist"], 1, "only the .gz of"),
     "no test images": ("no-test", [], 1, "expected at least one"),
+    "one class": ("one-class", [], 1, "every training label is 0; a classifier needs two classes"),
     "constant pixels": ("blank", [], 1, "every training pixel is 0: there is nothing to learn from"),
     "images too large": ("large", [], 1, "256 x 257 = 65,792 pixels, expected at most 65,535 pixels an image"),
 }
@@ -182,6 +183,8 @@ def test_a_bad_dataset_is_one_line(tmp_path, mnist_dir, case):
         copy_files(mnist_dir, data)  # the right shapes, uncompressed: nothing published to check them against
     elif folder == "no-test":
         synthetic_idx(data, n_test=0)
+    elif folder == "one-class":
+        synthetic_idx(data, n_classes=1)
     elif folder == "blank":
         synthetic_idx(data)
         (data / "train-images-idx3-ubyte").write_bytes(encode_idx(np.zeros((600, 12, 10), np.uint8)))

@@ -404,6 +404,18 @@ def test_an_out_in_use_is_refused(tmp_path):
     assert not (tmp_path / "r").exists()  # this holder never started: it leaves nothing behind
 
 
+def test_a_folder_in_use_names_the_run_that_holds_it(tmp_path):
+    """What --resume meets on a folder whose run is still training: which process holds it, and what to do."""
+    from lr_from_scratch import runs
+    from lr_from_scratch.errors import ConfigError
+
+    with RunFolder.create(tmp_path / "r", TrainConfig()) as folder:
+        folder.start()
+        expected = rf"in use by a run in progress \(training \(pid {os.getpid()}\)\): wait for it to end or stop it"
+        with pytest.raises(ConfigError, match=expected):
+            runs._lock(tmp_path / "r")
+
+
 def test_an_out_with_files_of_its_own_is_refused_and_left_as_it_was(tmp_path, capsys):
     """A run's files (model.npz, metrics.json, ...) would overwrite the user's: only a new or empty folder."""
     (tmp_path / "proj").mkdir()

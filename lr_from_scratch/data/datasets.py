@@ -148,6 +148,8 @@ def load_dataset(
             f"{arrays['test_images'].shape[1:]}, expected the same size"
         )
     images = LabelledImages(**arrays, name=dataset)
+    if len(np.unique(images.train_labels)) < 2:
+        raise DataError(f"{root}: every training label is {images.train_labels[0]}; a classifier needs two classes")
     if images.test_labels.max() >= images.n_classes:
         raise DataError(
             f"{root}: test label {images.test_labels.max()} beyond the training labels 0..{images.n_classes - 1}"
