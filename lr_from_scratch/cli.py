@@ -95,6 +95,20 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     return code
 
 
+def quiet_while_starting() -> None:
+    """For ``python -m <package>.<command>``, called by the package before the command's module is imported:
+    until :func:`run_cli` takes over, Ctrl-C or SIGTERM ends the command with one line, not with Python's
+    traceback of whatever library was loading (NumPy, Numba and torch take a while)."""
+    if sys.argv[:1] != ["-m"]:  # Python sets argv[0] to "-m" while it looks for the module to run
+        return
+
+    def stop(signum, frame) -> None:
+        print("interrupted: nothing was saved", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    _handle_signals(stop)
+
+
 def _handle_signals(handler) -> None:
     """Point SIGINT and SIGTERM at ``handler``, except those in :data:`INHERITED_IGNORED`."""
     for s in SIGNALS:

@@ -404,6 +404,15 @@ def test_an_out_in_use_is_refused(tmp_path):
     assert not (tmp_path / "r").exists()  # this holder never started: it leaves nothing behind
 
 
+@pytest.mark.parametrize("package", ["lr_from_scratch", "torch_ref", "benchmarks"])
+def test_a_ctrl_c_while_a_command_loads_its_libraries_is_one_line(package):
+    """``python -m <package>.<command>`` imports the package first, with sys.argv[0] set to "-m"; here that
+    import, then a real SIGINT before NumPy and Numba load (which takes a while; Python's default: a traceback)."""
+    code = f'import sys; sys.argv[0] = "-m"; import {package}, os, signal; os.kill(os.getpid(), signal.SIGINT); '
+    result = subprocess.run([sys.executable, "-c", code + "import numba"], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (130, "interrupted: nothing was saved\n")
+
+
 def test_a_folder_in_use_names_the_run_that_holds_it(tmp_path):
     """What --resume meets on a folder whose run is still training: which process holds it, and what to do."""
     from lr_from_scratch import runs
