@@ -230,6 +230,11 @@ def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: T
                 f"{folder.path / CHECKPOINT}: {name} has shape {array.shape}, expected {shapes[name]} for this run; "
                 "start a new run instead"
             )
+        if array is not None and array.dtype != config.dtype:  # a config.json edited since: the run would change
+            raise UserError(
+                f"{folder.path / CHECKPOINT}: {name} is {array.dtype}, but {CONFIG} says --dtype {config.dtype}; "
+                "start a new run instead"
+            )
     n_batches = -(-backend.n_train // config.batch_size)
     if state.epoch > config.epochs or state.batch >= n_batches or (state.batch and state.epoch == config.epochs):
         raise UserError(

@@ -537,6 +537,7 @@ BAD_CHECKPOINTS = {
     "NaN weights": (dict(weight=np.full((10, 784), np.nan, np.float32)), "backend/weight holds NaN"),
     "wrong shape": (dict(weight=np.zeros((10, 100), np.float32)), "weight has shape (10, 100), expected (10, 784)"),
     "no state": (dict(state=None), "not a checkpoint"),
+    "another dtype": (dict(weight=np.zeros((10, 784))), "weight is float64, but config.json says --dtype float32"),
 }
 
 
