@@ -102,9 +102,9 @@ def quiet_while_starting() -> None:
     if sys.argv[:1] != ["-m"]:  # Python sets argv[0] to "-m" while it looks for the module to run
         return
 
-    def stop(signum, frame) -> None:
-        print("interrupted: nothing was saved", file=sys.stderr)
-        raise SystemExit(128 + signum)
+    def stop(signum, frame) -> None:  # at once: an exception raised inside a library's import can be caught there
+        print("interrupted: nothing was saved", file=sys.stderr, flush=True)
+        os._exit(128 + signum)  # nothing started yet, so nothing to save or clean up
 
     _handle_signals(stop)
 
