@@ -54,8 +54,9 @@ if [ "$status" -ne 0 ]; then
     echo "error: a CUDA test failed (above): fix it before committing the page" >&2
 fi
 if [ "$report" -eq 124 ] || [ "$report" -eq 137 ]; then
-    echo "error: the report ran past ${report_s} s: $PAGE-interrupted.md holds what it measured by then" \
-        "(pass --rounds 2 for a shorter run)" >&2
+    kept="$PAGE-interrupted.md holds what it measured by then"
+    [ -f "$PAGE-interrupted.md" ] || kept="it had timed no epoch, so it wrote nothing"
+    echo "error: the report ran past ${report_s} s: $kept (pass --rounds 2 for a shorter run)" >&2
 elif [ "$report" -ne 0 ]; then
     echo "error: the report ended with exit status $report: its line above says why" >&2
 fi
