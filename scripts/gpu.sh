@@ -34,7 +34,7 @@ if [ "$status" -eq 124 ]; then
     exit 124
 fi
 report_s=$((TOTAL_S - SECONDS))
-if [ "$report_s" -lt 30 ]; then
+if [ "$report_s" -lt 20 ]; then
     echo "error: the tests left ${report_s} s of TOTAL_S=$TOTAL_S for the report: raise TOTAL_S" >&2
     exit 124
 fi
