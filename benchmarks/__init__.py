@@ -1,3 +1,3 @@
-from lr_from_scratch.cli import quiet_while_starting
+from lr_from_scratch.cli import starting_command
 
-quiet_while_starting()  # python -m benchmarks.<command>: a Ctrl-C while it starts is one line
+starting_command()  # python -m benchmarks.<command>: checks made, and a Ctrl-C handled, before libraries load

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .cli import quiet_while_starting
+from .cli import starting_command
 
-quiet_while_starting()  # python -m lr_from_scratch.<command>: a Ctrl-C while it starts is one line
+starting_command()  # python -m lr_from_scratch.<command>: checks made, and a Ctrl-C handled, before libraries load

@@ -95,12 +95,22 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     return code
 
 
-def quiet_while_starting() -> None:
-    """For ``python -m <package>.<command>``, called by the package before the command's module is imported:
-    until :func:`run_cli` takes over, Ctrl-C or SIGTERM ends the command with one line, not with Python's
-    traceback of whatever library was loading (NumPy, Numba and torch take a while)."""
-    if sys.argv[:1] != ["-m"]:  # Python sets argv[0] to "-m" while it looks for the module to run
+def starting_command() -> None:
+    """For ``python -m <package>.<command>``, called by the package before the command's module is imported
+    (Python sets ``sys.argv[0]`` to ``"-m"`` while it looks for that module); nothing otherwise.
+
+    - ``NUMBA_NUM_THREADS``, which Numba reads as it is imported, must be a positive integer: anything else
+      is one line and exit 2 here, where Numba would end in a traceback (0) or a warning holding one (``abc``).
+    - Until :func:`run_cli` takes over, Ctrl-C or SIGTERM ends the command with one line, not with Python's
+      traceback of whatever library was loading (NumPy, Numba and torch take a while).
+    """
+    if sys.argv[:1] != ["-m"]:
         return
+    threads = os.environ.get("NUMBA_NUM_THREADS")
+    if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
+        print(f"error: NUMBA_NUM_THREADS is {threads!r}, expected a positive integer (the threads Numba may use); "
+              "set one, or unset it to use every core", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
 
     def stop(signum, frame) -> None:  # at once: an exception raised inside a library's import can be caught there
         print("interrupted: nothing was saved", file=sys.stderr, flush=True)

@@ -413,6 +413,13 @@ def test_a_ctrl_c_while_a_command_loads_its_libraries_is_one_line(package):
     assert (result.returncode, result.stderr) == (130, "interrupted: nothing was saved\n")
 
 
+@pytest.mark.parametrize("threads", ["0", "abc", ""])
+def test_a_bad_numba_num_threads_is_one_line_before_numba_loads(threads):
+    """Numba reads it as it is imported: 0 ends there in a traceback, "abc" in a warning that holds one."""
+    result = run_module("lr_from_scratch.train", *QUICK, env={**os.environ, "NUMBA_NUM_THREADS": threads})
+    assert_one_line_error(result, 2, f"NUMBA_NUM_THREADS is {threads!r}, expected a positive integer")
+
+
 def test_a_folder_in_use_names_the_run_that_holds_it(tmp_path):
     """What --resume meets on a folder whose run is still training: which process holds it, and what to do."""
     from lr_from_scratch import runs

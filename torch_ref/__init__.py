@@ -2,9 +2,9 @@
 
 import sys
 
-# python -m torch_ref.train: a Ctrl-C while it starts is one line. Not for the textbook script, which stands
-# alone (it imports nothing of lr_from_scratch), nor for a plain import.
+# python -m torch_ref.train: checks made, and a Ctrl-C handled, before the libraries load. Not for the textbook
+# script, which stands alone (it imports nothing of lr_from_scratch), nor for a plain import.
 if sys.argv[:1] == ["-m"] and "torch_ref.textbook" not in sys.orig_argv:
-    from lr_from_scratch.cli import quiet_while_starting
+    from lr_from_scratch.cli import starting_command
 
-    quiet_while_starting()
+    starting_command()
