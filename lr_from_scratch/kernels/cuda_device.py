@@ -121,11 +121,10 @@ def train_steps_dense(images, labels, order, starts, a, c, W, b, bufW, bufb, fir
                 grad = zero
                 for i in range(batch):
                     grad += g[i, k] * images[order[lo + i], d]
-                grad = a * grad + c * db[k] + weight_decay * W[k, d]
-                W[k, d] -= lr * sgd_direction(bufW, k, d, grad, first_step, momentum, one_minus_dampening, nesterov)
+                sgd_step(W, bufW, k, d, a * grad + c * db[k], lr, weight_decay, first_step, momentum,
+                         one_minus_dampening, nesterov)  # fmt: skip
         for k in range(tid, n_classes, threads):
-            grad = db[k] + weight_decay * b[0, k]
-            b[0, k] -= lr * sgd_direction(bufb, 0, k, grad, first_step, momentum, one_minus_dampening, nesterov)
+            sgd_step(b, bufb, 0, k, db[k], lr, weight_decay, first_step, momentum, one_minus_dampening, nesterov)
         cuda.syncthreads()
         if tid == 0:
             first[0] = False
@@ -133,15 +132,17 @@ def train_steps_dense(images, labels, order, starts, a, c, W, b, bufW, bufb, fir
 
 
 @cuda.jit(device=True, inline=True)
-def sgd_direction(buf, row, col, grad, first_step, momentum, one_minus_dampening, nesterov):
-    """PyTorch's SGD direction for one parameter with gradient ``grad`` (weight decay included), updating its
-    momentum buffer ``buf[row, col]``: the buffer starts as the gradient, then ``momentum b + (1 - dampening) g``;
-    the direction is ``g + momentum b`` (Nesterov) or ``b``, or just ``g`` without momentum."""
-    if momentum == 0:
-        return grad
-    velocity = grad if first_step else momentum * buf[row, col] + one_minus_dampening * grad
-    buf[row, col] = velocity
-    return grad + momentum * velocity if nesterov else velocity
+def sgd_step(param, buf, row, col, grad, lr, weight_decay, first_step, momentum, one_minus_dampening, nesterov):
+    """PyTorch's SGD step for the parameter ``param[row, col]`` whose loss gradient is ``grad``: weight decay
+    adds ``weight_decay * param``; with momentum, the buffer ``buf[row, col]`` starts as that gradient ``g``, then
+    becomes ``momentum b + (1 - dampening) g``, and the direction is ``g + momentum b`` (Nesterov) or ``b``;
+    without, it is ``g``. The parameter moves by ``-lr`` times the direction."""
+    grad += weight_decay * param[row, col]
+    if momentum != 0:
+        velocity = grad if first_step else momentum * buf[row, col] + one_minus_dampening * grad
+        buf[row, col] = velocity
+        grad = grad + momentum * velocity if nesterov else velocity
+    param[row, col] -= lr * grad
 
 
 @cuda.jit(device=True, inline=True)
@@ -235,13 +236,11 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
                             grad[k] += g[i * n_classes + k] * p
             for k in range(MAX_CLASSES):
                 if k < n_classes:
-                    step = a * grad[k] + c * db[k] + weight_decay * W[k, d]
-                    W[k, d] -= lr * sgd_direction(bufW, k, d, step, first_step, momentum, one_minus_dampening,
-                                                  nesterov)  # fmt: skip
+                    sgd_step(W, bufW, k, d, a * grad[k] + c * db[k], lr, weight_decay, first_step, momentum,
+                             one_minus_dampening, nesterov)  # fmt: skip
                     Wt[d, k] = W[k, d]
         for k in range(tid, n_classes, threads):
-            step = db[k] + weight_decay * b[0, k]
-            b[0, k] -= lr * sgd_direction(bufb, 0, k, step, first_step, momentum, one_minus_dampening, nesterov)
+            sgd_step(b, bufb, 0, k, db[k], lr, weight_decay, first_step, momentum, one_minus_dampening, nesterov)
         cuda.syncthreads()
         if tid == 0:
             first[0] = False
@@ -334,12 +333,11 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
                 total = zero
                 for part in range(n_chunks):
                     total += gpart[part, k, d]
-                step = a * total + c * db[k] + weight_decay * W[k, d]
-                W[k, d] -= lr * sgd_direction(bufW, k, d, step, first_step, momentum, one_minus_dampening, nesterov)
+                sgd_step(W, bufW, k, d, a * total + c * db[k], lr, weight_decay, first_step, momentum,
+                         one_minus_dampening, nesterov)  # fmt: skip
                 Wt[d, k] = W[k, d]
         for k in range(at, n_classes, stride):
-            step = db[k] + weight_decay * b[0, k]
-            b[0, k] -= lr * sgd_direction(bufb, 0, k, step, first_step, momentum, one_minus_dampening, nesterov)
+            sgd_step(b, bufb, 0, k, db[k], lr, weight_decay, first_step, momentum, one_minus_dampening, nesterov)
         grid.sync()
         # 5. the folded constants of the new weights, for the next step
         if at == 0:
