@@ -59,10 +59,12 @@ def path_arg(text: str) -> Path:
 
 
 def add_data_and_out(parser: argparse.ArgumentParser, default_out: str) -> None:
-    """``--data-dir`` and ``--out DIR`` (default ``default_out``), as every analysis command of MNIST takes them."""
+    """``--data-dir``, ``--out DIR`` (default ``default_out``) and ``--no-progress``, as every analysis command of
+    MNIST takes them."""
     parser.add_argument("--data-dir", type=path_arg, help="folder with the MNIST IDX files (default: as for training)")
     where = f"where to write (default: {default_out})"
     parser.add_argument("--out", type=path_arg, default=Path(default_out), metavar="DIR", help=where)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the download's)")
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -83,7 +83,6 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.demo", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=path_arg, help="a run folder or a model.npz, trained on MNIST")
     add_data_and_out(parser, "docs/figures/demo")
-    parser.add_argument("--no-progress", action="store_true")
     return parser
 
 

@@ -108,7 +108,6 @@ def summary(facts: dict) -> str:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.explore", description=__doc__.splitlines()[0])
     add_data_and_out(parser, "runs/explore")
-    parser.add_argument("--no-progress", action="store_true")
     return parser
 
 

@@ -79,7 +79,7 @@ def _main(argv) -> int:
         raise ConfigError(f"--steps must be an integer >= {MIN_STEPS}, got {args.steps}")
     config = TrainConfig(batch_size=args.batch_size, momentum=args.momentum).validate()
     out = writable_folder(args.out, "--out")
-    splits = prepare(load_mnist(args.data_dir), config)
+    splits = prepare(load_mnist(args.data_dir, progress=not args.no_progress), config)
     x, y = splits.scaled(splits.train, config.dtype)
     result = lr_range_test(x, y, splits.n_classes, args.start, args.end, args.steps, config.batch_size, config.momentum)
     fig = figure(figsize=(7, 4))

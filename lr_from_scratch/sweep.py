@@ -52,7 +52,7 @@ def _main(argv) -> int:
     if min(sizes) < 1:
         raise ConfigError(f"--batch-sizes must be integers >= 1, got {args.batch_sizes}")
     out = writable_folder(args.out, "--out")  # before the sweep, not after it
-    mnist = load_mnist(args.data_dir)
+    mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     n_train = len(prepare(mnist, TrainConfig()).train)
     if max(sizes) > n_train:
         raise ConfigError(f"--batch-sizes must be at most the {n_train} training samples, got {args.batch_sizes}")

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lr_from_scratch import explore, lr_find, sweep
+from lr_from_scratch.errors import UserError
 
 from .conftest import assert_one_line_error
 
@@ -36,6 +37,22 @@ def test_batch_size_sweep(tmp_path, capsys):
     assert [r["batch_size"] for r in rows] == [256, 1024]
     assert all(0.85 < r["test_accuracy"] < 1 and r["train_seconds"] > 0 for r in rows)
     assert (tmp_path / "batch_sweep.png").exists()
+
+
+@pytest.mark.parametrize("command", [explore, lr_find, sweep])
+def test_no_progress_reaches_the_download(tmp_path, capsys, monkeypatch, command):
+    """Each command takes --no-progress, and passes it on to the data loading (the download's progress bar)."""
+    asked = []
+
+    def load_mnist(data_dir=None, download=True, progress=True):
+        asked.append(progress)
+        raise UserError("loaded")
+
+    monkeypatch.setattr(command, "load_mnist", load_mnist)
+    for args in (["--no-progress"], []):
+        assert command.main([*args, "--out", str(tmp_path / "x")]) == 1
+        assert capsys.readouterr().err == "error: loaded\n"
+    assert asked == [False, True]
 
 
 @pytest.mark.parametrize(
