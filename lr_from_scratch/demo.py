@@ -12,7 +12,6 @@ scaling, those images and the run they come from, every array as base64 of its l
 from __future__ import annotations
 
 import base64
-import json
 import sys
 import zipfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from .cli import ArgumentParser, add_data_and_out, path_arg, run_cli, staged_out
 from .data import load_dataset, scale_images
 from .data.field import FIELD
 from .errors import UserError
-from .files import atomic_open
+from .files import atomic_open, parse_json
 from .model import SoftmaxRegression
 from .saved import load_model
 
@@ -66,7 +65,7 @@ def page_data(model_path: Path, metrics_path: Path, examples_path: Path) -> dict
     (``metrics.json`` of the run), and the examples. A file missing or malformed is one :class:`UserError`."""
     saved = load_model(model_path)
     try:
-        metrics = json.loads(Path(metrics_path).read_text())
+        metrics = parse_json(Path(metrics_path).read_text())
         run = {"config": saved.config, "test_accuracy": metrics["test_accuracy"], "best_epoch": metrics["best_epoch"]}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(f"{metrics_path}: {error!r}; expected a run's metrics.json") from None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import tempfile
@@ -37,7 +36,7 @@ from .cli import writable_folder
 from .config import TrainConfig
 from .data import DATASETS
 from .errors import ConfigError, UserError
-from .files import write_json
+from .files import parse_json, write_json
 from .plots import plot_history
 from .saved import append_history, load_checkpoint, save_checkpoint, save_model, write_history
 from .trainer import TrainState
@@ -93,7 +92,7 @@ class RunFolder:
         if status.get("status") in ("finished", "diverged") or not (path / CHECKPOINT).is_file():
             raise ConfigError(f"--resume {path}: nothing to resume: it {_describe(path)}")
         try:
-            config = TrainConfig.from_dict(json.loads((path / CONFIG).read_text())).validate()
+            config = TrainConfig.from_dict(parse_json((path / CONFIG).read_text())).validate()
         except (ValueError, TypeError) as exc:
             raise UserError(f"{path / CONFIG}: not a valid run config ({exc})") from None
         folder = cls(writable_folder(path, "--resume"), config, created=False)
@@ -181,7 +180,7 @@ class RunFolder:
 
 def _read_status(path: Path) -> dict:
     try:
-        status = json.loads((path / STATUS).read_text())
+        status = parse_json((path / STATUS).read_text())
     except (OSError, ValueError):
         return {}
     return status if isinstance(status, dict) else {}

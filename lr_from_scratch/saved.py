@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .errors import UserError
-from .files import atomic_open, write_text
+from .files import atomic_open, parse_json, write_text
 from .trainer import HISTORY_COLUMNS, TrainState
 
 
@@ -79,7 +79,7 @@ def load_model(path: str | Path) -> SavedModel:
     config = {}
     if "config" in arrays:
         try:
-            config = json.loads(str(arrays["config"]))
+            config = parse_json(str(arrays["config"]))
         except ValueError:
             raise UserError(f"{path}: config is not valid JSON; expected the run's options") from None
         if not isinstance(config, dict):
@@ -105,7 +105,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], TrainState]:
         if name != "state":
             _finite_floats(path, name, array)
     try:
-        fields = json.loads(str(arrays["state"]))
+        fields = parse_json(str(arrays["state"]))
         state = TrainState(**fields, best_weight=arrays.get("best/weight"), best_bias=arrays.get("best/bias"))
         state.check()
     except (ValueError, TypeError) as exc:

@@ -516,6 +516,7 @@ BAD_MODELS = {
     "array std": (model_arrays(std=np.ones(3)), "std has shape (3,), expected a single number"),
     "bad config": (model_arrays(config=np.array("{not json")), "config is not valid JSON"),
     "dataset as a list": (model_arrays(config=np.array('{"dataset": ["x"]}')), "trained on an unknown dataset ['x']"),
+    "config nested too deeply": (model_arrays(config=np.array("[" * 100_000)), "config is not valid JSON"),
     "tiny std": (model_arrays(std=np.float64(1e-320)), "scale the pixels beyond float32's range"),
 }
 
@@ -564,6 +565,15 @@ def test_a_hand_edited_checkpoint_is_refused_in_one_line(tmp_path, capsys, case)
     save_npz(tmp_path / "r" / "checkpoint.npz", arrays)
     code = main(["--resume", str(tmp_path / "r"), "--no-progress"])
     assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+
+
+def test_a_config_nested_too_deeply_to_read_is_one_line(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("[" * 100_000)
+    (tmp_path / "r" / "status.json").write_text('{"status": "interrupted"}')
+    (tmp_path / "r" / "checkpoint.npz").write_bytes(b"")
+    code = main(["--resume", str(tmp_path / "r")])
+    assert_one_line_error((code, capsys.readouterr().err), 1, "not a valid run config (nested too deeply to read)")
 
 
 def test_json_outputs_hold_no_nan(tmp_path):
