@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,8 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
 
     Every ending leaves the folder in a state ``status.json`` names (see :mod:`lr_from_scratch.runs`): an
     interrupt (SIGINT, SIGTERM) saves a checkpoint and exits 130 or 143; one that comes while the results are
-    written waits for them; a write that fails saves the run elsewhere and says where.
+    written waits for them; a write that fails saves the run elsewhere and says where; any other error (memory
+    running out, a bug) leaves the folder ``failed``, its last checkpoint kept.
     """
     args = build_parser(recipe, description).parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -118,7 +120,18 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
     else:
         folder, backend_state, state = RunFolder.create(args.out, TrainConfig(**given).validate()), None, TrainState()
     with folder:
-        return _train(recipe, args, folder, backend_state, state)
+        try:
+            return _train(recipe, args, folder, backend_state, state)
+        except UserError:
+            raise
+        except MemoryError:
+            said = folder.failed(state, "ran out of memory", "free some memory")
+            raise UserError(said or "ran out of memory before training began: free some memory") from None
+        except Exception as exc:  # a bug: its traceback follows, and the run's folder says what it holds
+            said = folder.failed(state, f"stopped on an unexpected {type(exc).__name__}", "fix the error below")
+            if said:
+                print(f"the run in {folder.path} {said}", file=sys.stderr)
+            raise
 
 
 def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainState) -> int:

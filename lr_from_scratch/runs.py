@@ -16,6 +16,8 @@ status          the folder holds                                  next
 ``running``     when no run holds the lock: it was killed (or     ``--resume`` from its last checkpoint
                 the machine stopped) after its last checkpoint
 ``diverged``    ``model.npz`` with the kept epoch, if any         a new run with a lower ``--lr``
+``failed``      its last checkpoint, if an epoch had ended        ``--resume`` from it, once the cause is
+                (memory ran out, or an error no one foresaw)      gone
 =============== ================================================= =========================================
 """
 
@@ -60,6 +62,7 @@ class RunFolder:
     def __init__(self, path: Path, config: TrainConfig, created: bool):
         self.path, self.config, self.created = path, config, created
         self.scaling: tuple[float, float] | None = None  #: (mean, std) of the inputs, once the data is loaded
+        self.started = False  #: whether :meth:`start` or :meth:`resume` has written the run's status
         self._lock = _lock(path)
 
     # -- claiming a folder -----------------------------------------------------------------------------
@@ -110,9 +113,11 @@ class RunFolder:
         write_json(self.path / CONFIG, self.config.to_dict())
         write_history(self.path / HISTORY, [])
         self._status("running", 0, f"training (pid {os.getpid()})")
+        self.started = True
 
     def resume(self, state: TrainState) -> None:
         self._status("running", state.epoch, f"training again from epoch {state.epoch + 1} (pid {os.getpid()})")
+        self.started = True
 
     def end_epoch(self, state: TrainState, backend_state: dict[str, np.ndarray]) -> None:
         append_history(self.path / HISTORY, state.history[-1])
@@ -121,6 +126,20 @@ class RunFolder:
     def interrupted(self, backend_state: dict[str, np.ndarray], state: TrainState, why: str) -> None:
         save_checkpoint(self.path / CHECKPOINT, backend_state, state)
         self._status("interrupted", state.epoch, f"{why} in epoch {state.epoch + 1} after {state.batch} batches")
+
+    def failed(self, state: TrainState, error: str, fix: str) -> str | None:
+        """The run stopped on ``error``, which no other ending covers: say so in ``status.json`` and keep the last
+        checkpoint (the state in memory may be half-updated). Returns the line that says so and what to do
+        (``fix``, then resume); None, writing nothing, if the run had not started."""
+        if not self.started:
+            return None
+        done = state.epoch >= self.config.epochs or state.stopped_early
+        what = f"{error} {'after its last epoch' if done else f'in epoch {state.epoch + 1}'}"
+        with contextlib.suppress(OSError):  # the error itself is the news: a failing write must not hide it
+            self._status("failed", state.epoch, what)
+        if (self.path / CHECKPOINT).is_file():
+            return f"{what}; its last checkpoint is kept: {fix}, then continue with --resume {self.path}"
+        return f"{what}; no epoch had ended, so there is nothing to resume: {fix}, then start a new run"
 
     def diverged(self, state: TrainState, message: str) -> None:
         if state.best_weight is not None:
@@ -197,6 +216,8 @@ def _describe(path: Path) -> str:
     if state == "diverged":
         kept = "model.npz holds the weights it kept" if (path / MODEL).exists() else "no epoch finished"
         return f"holds a run that diverged ({detail}; {kept}): start a new one in another folder, with a lower --lr"
+    if state == "failed" and not (path / CHECKPOINT).exists():
+        return f"holds a run that failed before its first epoch ended ({detail}): choose another folder"
     if (path / CHECKPOINT).exists():
         how = detail or "interrupted"
         if state == "running":  # and no one holds the lock: the process died, or its writes failed

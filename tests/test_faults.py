@@ -388,6 +388,113 @@ def test_a_diverged_run_says_so_to_out_and_to_resume(tmp_path, capsys):
         assert_one_line_error((main(again), capsys.readouterr().err), 2, expected)
 
 
+ENDS_LIKE_A_WHOLE_RUN = [
+    "--limit",
+    "3000",
+    "--epochs",
+    "3",
+    "--dtype",
+    "float64",
+    "--backend",
+    "numpy",
+    "--no-progress",
+]
+
+
+def assert_resumes_like_a_whole_run(folder: Path, tmp_path: Path, *args: str) -> None:
+    """``--resume folder`` finishes the run, with the weights of one that ran ``args`` without a stop."""
+    resumed = run_module("lr_from_scratch.train", "--resume", str(folder), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_module("lr_from_scratch.train", *args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    np.testing.assert_array_equal(load_model(folder).weight, load_model(tmp_path / "whole").weight)
+
+
+def test_an_unforeseen_error_leaves_a_failed_run_that_resumes_from_its_last_epoch(tmp_path, capsys, monkeypatch):
+    """A bug in the middle of epoch 2, after some of its steps: the traceback is the caller's, the folder says
+    "failed", and the checkpoint of epoch 1 (not the half-updated weights) is what --resume continues from."""
+    from lr_from_scratch.backends import NumpyBackend
+
+    run_steps, starts = NumpyBackend.run_steps, []  # per call: whether it begins an epoch
+
+    def fails_in_epoch_2(self, order, batches, lr):
+        starts.append(batches[0].start == 0)
+        if sum(starts) == 2 and len(starts) - starts.index(True, 1) == 3:  # epoch 2's third call, after two ran
+            raise RuntimeError("injected")
+        return run_steps(self, order, batches, lr)
+
+    monkeypatch.setattr(NumpyBackend, "run_steps", fails_in_epoch_2)
+    folder = tmp_path / "r"
+    with pytest.raises(RuntimeError, match="injected"):
+        main([*ENDS_LIKE_A_WHOLE_RUN, "--out", str(folder)])
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said == (
+        f"the run in {folder} stopped on an unexpected RuntimeError in epoch 2; its last checkpoint is kept: "
+        f"fix the error below, then continue with --resume {folder}"
+    )
+    assert status(folder) == {"status": "failed", "epochs_done": 1,
+                              "detail": "stopped on an unexpected RuntimeError in epoch 2"}  # fmt: skip
+    refused = run_module("lr_from_scratch.train", *QUICK, "--out", str(folder))
+    assert_one_line_error(refused, 2, "holds an unfinished run (stopped on an unexpected RuntimeError in epoch 2)")
+    monkeypatch.undo()
+    assert_resumes_like_a_whole_run(folder, tmp_path, *ENDS_LIKE_A_WHOLE_RUN)
+
+
+def test_an_unforeseen_error_before_the_first_epoch_ends_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    from lr_from_scratch.backends import NumpyBackend
+
+    monkeypatch.setattr(NumpyBackend, "run_steps", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main([*ENDS_LIKE_A_WHOLE_RUN, "--out", str(tmp_path / "r")])
+    assert "no epoch had ended, so there is nothing to resume" in capsys.readouterr().err
+    assert status(tmp_path / "r")["status"] == "failed"
+    refused = run_module("lr_from_scratch.train", "--resume", str(tmp_path / "r"))
+    assert_one_line_error(refused, 2, "nothing to resume", "failed before its first epoch ended (stopped on an "
+                          "unexpected ZeroDivisionError in epoch 1)")  # fmt: skip
+
+
+def test_an_unforeseen_error_before_training_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    from lr_from_scratch import command
+
+    monkeypatch.setattr(command, "prepare", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main([*ENDS_LIKE_A_WHOLE_RUN, "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+
+
+MEMORY_RUNS_OUT_AFTER_EPOCH_1 = """
+import resource, sys
+from lr_from_scratch.runs import RunFolder
+from lr_from_scratch.train import main
+
+end_epoch = RunFolder.end_epoch
+
+def end_epoch_then_hold_memory(self, state, backend_state):
+    end_epoch(self, state, backend_state)
+    if state.epoch == 1:  # from now on, no mapping larger than a few MiB: the next batch (9 MB) cannot be had
+        pages = int(open("/proc/self/statm").read().split()[0])
+        limit = pages * resource.getpagesize() + (4 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+RunFolder.end_epoch = end_epoch_then_hold_memory
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_memory_that_runs_out_mid_run_is_one_line_and_the_run_resumes(tmp_path):
+    folder = tmp_path / "r"
+    args = [*ENDS_LIKE_A_WHOLE_RUN, "--batch-size", "1500"]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}  # a batch is a new mapping, not reused heap
+    ran = subprocess.run([sys.executable, "-c", MEMORY_RUNS_OUT_AFTER_EPOCH_1, *args, "--out", str(folder)],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=300)  # fmt: skip
+    assert_one_line_error(
+        ran, 1, f"error: ran out of memory in epoch 2; its last checkpoint is kept: free some memory, then continue "
+        f"with --resume {folder}"
+    )  # fmt: skip
+    assert status(folder)["status"] == "failed"
+    assert_resumes_like_a_whole_run(folder, tmp_path, *args)
+
+
 def test_runs_started_together_get_folders_of_their_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     procs = [train_process(*QUICK, "--epochs", "1", cwd=tmp_path) for _ in range(2)]
