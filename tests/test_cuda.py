@@ -40,6 +40,46 @@ KERNELS = ["dense", "sparse", "grid"]  # the training kernels
 BARRIER_SECONDS = 60
 
 
+def garbage(dtype: np.dtype):
+    """What a kernel that reads memory before writing it must not get away with: NaN for floats, every bit set for
+    unsigned integers and the largest half of the range for signed ones (an index past any array's end)."""
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind == "b":
+        return True
+    return np.iinfo(dtype).max if dtype.kind == "u" else np.iinfo(dtype).max // 2
+
+
+@pytest.fixture(autouse=True)
+def memory_that_was_never_written_holds_garbage(monkeypatch):
+    """On a GPU, memory holds whatever was there: the scratch arrays the host allocates (``cuda.device_array``)
+    and a kernel's local and shared arrays. The simulator makes them with ``np.empty`` and ``np.zeros``, often all
+    zeros, which would hide a kernel that reads before it writes (a sum not started from 0, a mask not cleared
+    before its first step). Here they all start as :func:`garbage`."""
+
+    def device_array(shape, dtype=np.float64, **kwargs):
+        return cuda.to_device(np.full(shape, garbage(np.dtype(dtype)), dtype))
+
+    monkeypatch.setattr(cuda, "device_array", device_array)
+    if not config.ENABLE_CUDASIM:
+        return
+    from numba.cuda.simulator import kernelapi
+
+    shared_init, local_array = kernelapi.FakeCUDAShared.__init__, kernelapi.FakeCUDALocal.array
+
+    def shared_with_garbage(self, dynshared_size):
+        shared_init(self, dynshared_size)
+        self._dynshared[:] = -1  # every byte 0xff: NaN as floats, every bit set as integers
+
+    def local_with_garbage(self, shape, dtype, alignment=None):
+        array = local_array(self, shape, dtype, alignment)
+        array[...] = garbage(array.dtype)
+        return array
+
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "__init__", shared_with_garbage)
+    monkeypatch.setattr(kernelapi.FakeCUDALocal, "array", local_with_garbage)
+
+
 @pytest.fixture(autouse=True)
 def several_blocks(request, monkeypatch):
     """Every test of the grid kernel runs it on several blocks: 8 threads a block, so even these small problems
