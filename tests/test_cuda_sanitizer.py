@@ -13,8 +13,8 @@ the grid kernel on several blocks) and of inference, and must report no error:
 - ``synccheck``: every barrier reached by all the threads it waits for;
 - ``initcheck``: no global memory read before it was written (the scratch arrays are not zeroed).
 
-Skipped without a GPU, or where compute-sanitizer cannot be found (it comes with CUDA's toolkit). About a
-minute per tool: ``scripts/gpu.sh`` leaves this file out to keep its time for the benchmark page.
+Skipped without a GPU, or where compute-sanitizer cannot be found (it comes with CUDA's toolkit). Each tool slows
+the kernels many times over, so ``scripts/gpu.sh`` leaves this file out, to keep its time for the benchmark page.
 """
 
 from __future__ import annotations
