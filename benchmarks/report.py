@@ -31,7 +31,7 @@ from lr_from_scratch.cli import (
 )
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import load_mnist
-from lr_from_scratch.errors import ConfigError, UserError
+from lr_from_scratch.errors import ConfigError, UserError, first_line
 from lr_from_scratch.files import replace_region, write_bytes, write_json, write_text
 from lr_from_scratch.plots import DPI
 
@@ -223,8 +223,7 @@ def _attempt(failed: dict[str, str], impl: str, fn, *args):
     try:
         return fn(*args)
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
-        failed[impl] = f"{FAILED}{type(exc).__name__}" + (f": {lines[0][:120]}" if lines else "")
+        failed[impl] = FAILED + first_line(exc)
         return None
 
 

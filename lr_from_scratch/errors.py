@@ -28,3 +28,10 @@ class TrainingDiverged(UserError):
     def __init__(self, message: str, happened: str | None = None):
         super().__init__(message)
         self.happened = happened or message
+
+
+def first_line(exc: BaseException, width: int = 120) -> str:
+    """``exc`` in one line, for a table or a log: its class and the first line of its message, cut at ``width``
+    (a compiler's or a driver's error can run to pages)."""
+    lines = str(exc).strip().splitlines()
+    return type(exc).__name__ + (f": {lines[0][:width]}" if lines else "")

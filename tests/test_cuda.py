@@ -366,3 +366,32 @@ def test_the_grid_kernel_on_a_gpu_sized_problem_ends_where_the_numpy_backend_end
     fit(reference, numpy_config, progress=False, log=None)
     for name in ("weight", "bias", momentum_buffer_key(0)):
         np.testing.assert_allclose(gpu.state()[name], reference.state()[name], rtol=0, atol=1e-9)
+
+
+def test_the_tuning_sweep_times_every_setting_and_says_which_fail(mnist, monkeypatch):
+    """``python -m benchmarks.cuda_tune`` in small: each kernel's settings at each batch size it takes (the sparse
+    kernel's held to batches of 4 here), a rate for each, why for the one that fails (no samples in a chunk), and
+    the constants as they were after."""
+    from benchmarks import cuda_tune
+    from lr_from_scratch.kernels import cuda as gpu
+    from lr_from_scratch.kernels import cuda_device
+
+    monkeypatch.setattr(gpu.CudaLinear, "sparse_fits", lambda self, batch_size: batch_size <= 4)
+    before = gpu.THREADS, gpu.SPARSE_THREADS, cuda_device.CHUNK
+    settings = {"dense": [{"THREADS": 8}, {"THREADS": 16}], "sparse": [{"SPARSE_THREADS": 8}],
+                "grid": [{"THREADS": 8, "CHUNK": 4}, {"THREADS": 8, "CHUNK": 0}]}  # fmt: skip
+    rows = cuda_tune.tune(mnist, ["dense", "sparse", "grid"], [3, 9], 1, settings, limit=10)
+    assert before == (gpu.THREADS, gpu.SPARSE_THREADS, cuda_device.CHUNK)
+    expected = [("dense", 3, {"THREADS": 8}), ("dense", 3, {"THREADS": 16}), ("dense", 9, {"THREADS": 8}),
+                ("dense", 9, {"THREADS": 16}), ("sparse", 3, {"SPARSE_THREADS": 8}),
+                ("grid", 3, {"THREADS": 8, "CHUNK": 4}), ("grid", 3, {"THREADS": 8, "CHUNK": 0}),
+                ("grid", 9, {"THREADS": 8, "CHUNK": 4}), ("grid", 9, {"THREADS": 8, "CHUNK": 0})]  # fmt: skip
+    assert [(r["kernel"], r["batch_size"], r["setting"]) for r in rows] == expected
+    for row in rows:
+        if row["setting"].get("CHUNK") == 0:
+            assert row["error"].startswith("ZeroDivisionError") and "samples_per_second" not in row
+        else:
+            assert row["samples_per_second"] > 0 and "error" not in row
+    page = cuda_tune.markdown(rows, [3, 9])
+    assert "| THREADS 8, CHUNK 0 | fails: ZeroDivisionError" in page
+    assert page.count("**") == 2 * 5  # the best of each kernel's columns: dense 2, sparse 1, grid 2

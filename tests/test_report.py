@@ -65,6 +65,27 @@ def test_bad_options_are_one_line(tmp_path, capsys, args, expected):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "no CUDA device here: the kernels' settings can only be timed on a GPU"),
+        (["--kernels", "dense,fast"], "--kernels must be some of dense,sparse,grid, got dense,fast"),
+        (["--batch-sizes", "64,big"], "--batch-sizes must be comma-separated integers"),
+        (["--rounds", "0"], "need batch sizes between 1 and 60000 and --rounds >= 1, got 64,256,1024,8192 and 0"),
+    ],
+)
+def test_the_cuda_tuning_sweep_refuses_in_one_line(tmp_path, capsys, args, expected):
+    from numba import cuda
+
+    from benchmarks import cuda_tune
+
+    if cuda.is_available() and not args:
+        pytest.skip("a GPU is here: the sweep would run")
+    code = cuda_tune.main([*args, "--out", str(tmp_path / "x")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, expected)
+    assert not (tmp_path / "x").exists()
+
+
 def test_quoted_figures_are_rewritten_between_their_markers(tmp_path):
     from benchmarks.report import update_quotes
     from lr_from_scratch.errors import UserError

@@ -20,6 +20,7 @@ from numba import config, cuda
 
 from ..data.pipeline import batch_starts
 from ..data.sparse import MAX_COLUMNS, SparseRows
+from ..errors import first_line
 from . import cuda_device
 from .llvm import compile_report
 
@@ -189,8 +190,7 @@ def grid_unavailable() -> str | None:
     try:
         layer.train_steps(DeviceImages.from_host(np.eye(2, dtype=np.float32)), two, two, [slice(0, 2)], 0.1)
     except Exception as exc:  # a link or launch error, whatever its class in this numba-cuda
-        lines = str(exc).strip().splitlines()
-        return type(exc).__name__ + (f": {lines[0][:120]}" if lines else "")
+        return first_line(exc)
     return None
 
 
