@@ -395,3 +395,17 @@ def test_the_tuning_sweep_times_every_setting_and_says_which_fail(mnist, monkeyp
     page = cuda_tune.markdown(rows, [3, 9])
     assert "| THREADS 8, CHUNK 0 | fails: ZeroDivisionError" in page
     assert page.count("**") == 2 * 5  # the best of each kernel's columns: dense 2, sparse 1, grid 2
+
+
+def test_a_tuning_sweep_stopped_keeps_what_it_timed(mnist, monkeypatch):
+    """A stop (Ctrl-C) after the warm-up round and one timed epoch: that setting has its rate, the other none."""
+    from benchmarks import cuda_tune
+    from benchmarks.impls import Bench
+
+    epochs, epoch = [], Bench.epoch
+    monkeypatch.setattr(Bench, "epoch", lambda self: epochs.append(1) or epoch(self))
+    settings = {"dense": [{"THREADS": 8}, {"THREADS": 16}]}
+    rows = cuda_tune.tune(mnist, ["dense"], [3], 2, settings, limit=10, stop=lambda: len(epochs) >= 3)
+    assert len(epochs) == 3
+    assert rows[0]["samples_per_second"] > 0 and "samples_per_second" not in rows[1] and "error" not in rows[1]
+    assert "| THREADS 16 | - |" in cuda_tune.markdown(rows, [3])
