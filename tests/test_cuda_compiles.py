@@ -77,13 +77,9 @@ def assemble(ptxas: str, ptx: str, tmp_path: Path) -> tuple[int, int]:
     return registers, local
 
 
-@pytest.mark.parametrize(
-    ("dtype", "values"),
-    [("float32", "uint8"), ("float64", "uint8"), ("float32", "float32"), ("float64", "float64")],
-)
-@pytest.mark.parametrize("kernel", ["dense", "sparse", "grid", "evaluate"])
-def test_each_kernel_compiles_for_an_h100_and_its_block_fits(ptxas, host_arrays, tmp_path, kernel, dtype, values):
-    """MNIST's shapes (10 classes, 784 pixels, batches of 64) with uint8 pixels, and the estimator's floats."""
+def compile_launch(kernel: str, dtype: str, values: str) -> tuple[object, int, str]:
+    """``(kernel function, threads a block, PTX for an H100)`` of ``kernel`` ("dense", "sparse", "grid" or
+    "evaluate") at MNIST's shapes (10 classes, 784 pixels, batches of 64), as its real launch types it."""
     layer = gpu.CudaLinear(np.zeros((10, 784), dtype), np.zeros(10, dtype), 1 / 255, -0.4, 0.9, 0.1, 1e-4, True)
     images = gpu.DeviceImages.from_host(np.eye(128, 784, dtype=values) * 3)
     labels, order = np.arange(128) % 10, np.arange(128)
@@ -94,9 +90,34 @@ def test_each_kernel_compiles_for_an_h100_and_its_block_fits(ptxas, host_arrays,
         function, blocks, args = layer.launch(images, labels, order, np.array([0, 64, 128]), 64, 0.01)
         assert layer.kernel_for(images, 64) == kernel
     ptx, _ = cuda.compile_ptx(function.py_func, tuple(numba.typeof(a) for a in args), cc=H100)
+    return function, blocks[1], ptx
+
+
+KERNELS = ["dense", "sparse", "grid", "evaluate"]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values"),
+    [("float32", "uint8"), ("float64", "uint8"), ("float32", "float32"), ("float64", "float64")],
+)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_each_kernel_compiles_for_an_h100_and_its_block_fits(ptxas, host_arrays, tmp_path, kernel, dtype, values):
+    """With uint8 pixels, and the estimator's floats."""
+    function, threads, ptx = compile_launch(kernel, dtype, values)
     registers, local = assemble(ptxas, ptx, tmp_path)
-    threads = blocks[1]
     print(f"{function.__name__} ({dtype} weights, {values} images): {registers} registers x {threads} threads, "
           f"{local} bytes in local memory")  # fmt: skip
     assert registers * threads <= REGISTERS_PER_MULTIPROCESSOR, f"{registers} registers x {threads} threads"
     assert local == 0, f"{local} bytes in local memory: an accumulator left the registers"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float32_kernels_compute_in_float32(ptxas, host_arrays, kernel):
+    """A float32 kernel does its arithmetic in float32: a Python literal such as ``x + 1`` makes Numba compute in
+    float64, which an H100 does at half the rate and a consumer GPU at a sixty-fourth. The only float64
+    arithmetic allowed is the adding up of the losses (each step's loss sum is float64 on every backend)."""
+    _, _, ptx = compile_launch(kernel, "float32", "uint8")
+    float64_arithmetic = set(re.findall(r"\b((?:add|sub|mul|fma|div|rcp|sqrt|neg|ex2|lg2|min|max)[.\w]*\.f64)\b", ptx))
+    assert float64_arithmetic <= {"add.f64"}, f"float64 arithmetic in the float32 {kernel} kernel: {float64_arithmetic}"
+    if kernel == "evaluate":  # its loss is a float64 only when stored
+        assert not float64_arithmetic, f"float64 arithmetic in float32 inference: {float64_arithmetic}"

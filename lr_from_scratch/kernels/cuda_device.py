@@ -394,7 +394,7 @@ def evaluate(images, labels, a, c, W, b, loss, predictions):
     if i >= images.shape[0]:
         return
     n_classes, n_pixels = W.shape
-    zero = a - a
+    zero, one = a - a, W.dtype.type(1)  # not 0 and 1: an int literal would make float32 arithmetic float64
     m, best, total, z_label = zero, 0, zero, zero
     for k in range(n_classes):
         dot, col = zero, zero
@@ -405,9 +405,9 @@ def evaluate(images, labels, a, c, W, b, loss, predictions):
         if k == labels[i]:
             z_label = zk
         if k == 0:
-            m, total = zk, zero + 1
+            m, total = zk, one
         elif zk > m:
-            total = total * math.exp(m - zk) + 1
+            total = total * math.exp(m - zk) + one
             m, best = zk, k
         else:
             total += math.exp(zk - m)
