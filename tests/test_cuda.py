@@ -314,6 +314,17 @@ def test_wide_batches_of_floats_over_several_warps_match_numpy(wide_problem, mon
     assert_matches_reference(result, dtype)
 
 
+@pytest.mark.parametrize("threads", [8, 40])
+def test_the_sparse_kernel_takes_blocks_that_are_not_whole_warps(wide_problem, monkeypatch, threads):
+    """Under 32 threads, the block's threads share out each sample's pixels among themselves; at 40, the second
+    warp is a partial one. Either way every non-zero pixel reaches the gradient."""
+    import lr_from_scratch.kernels.cuda as gpu
+
+    monkeypatch.setattr(gpu, "SPARSE_THREADS", threads)
+    result = layer_and_reference(wide_problem, "float64", 33, "sparse", a=1.0, c=0.0, **OPTIONS["nesterov"])
+    assert_matches_reference(result, "float64")
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_a_run_gives_the_same_bits_every_time(problem, kernel):
     """Every sum in a fixed order: on a GPU, where threads race, two runs still agree bit for bit (the simulator

@@ -179,7 +179,8 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
     (MAX_BATCH,) float64, sample_correct (MAX_BATCH,) int64. Out: loss (S,) float64 and correct (S,) int64.
     """
     tid, threads = cuda.threadIdx.x, cuda.blockDim.x
-    lane, warp, warps = tid % WORD, tid // WORD, max(threads // WORD, 1)
+    lanes = min(threads, WORD)  # the threads that split one sample's pixels: a warp's, or a smaller block's
+    lane, warp, warps = tid % lanes, tid // lanes, threads // lanes
     n_classes, n_pixels = W.shape
     zero = a - a  # 0 in the weights' dtype
     masks = cuda.shared.array(0, uint32)  # masks[w * D + d]: bit t for sample 32 w + t having pixel d
@@ -201,7 +202,7 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
             g[pair] = a * dot + const[k]
         for i in range(warp, batch, warps):
             row, bit = order[lo + i], np.uint32(1 << (i % WORD))
-            for j in range(indptr[row] + lane, indptr[row + 1], WORD):
+            for j in range(indptr[row] + lane, indptr[row + 1], lanes):
                 cuda.atomic.or_(masks, (i // WORD) * n_pixels + indices[j], bit)
         cuda.syncthreads()
         # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
