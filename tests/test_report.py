@@ -237,6 +237,25 @@ def test_an_implementation_that_fails_is_listed_and_the_page_of_the_others_is_ke
     assert "numpy (failed: RuntimeError: CUDA error" in (tmp_path / "benchmarks.md").read_text()
 
 
+def test_a_scikit_learn_that_fails_keeps_the_page_and_the_times_to_92(tmp_path, capsys, monkeypatch):
+    """scikit-learn's fit comes last, after every timing round: a machine without it (or with one that breaks)
+    must not cost the page. It is listed as failed, and the rerun hint names an implementation that exists."""
+    import benchmarks.report
+
+    def sklearn_time_to_accuracy(*args):
+        raise ModuleNotFoundError("No module named 'sklearn'")
+
+    monkeypatch.setattr(benchmarks.report, "sklearn_time_to_accuracy", sklearn_time_to_accuracy)
+    code = main([*FAST, "--impls", "numba", "--out", str(tmp_path)])
+    assert_one_line_error(
+        (code, capsys.readouterr().err), 1, "1 implementation(s) failed",
+        "scikit-learn (ModuleNotFoundError: No module named 'sklearn')", "--impls numba --rounds 1",
+    )  # fmt: skip
+    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert set(result["time_to_92"]) == {"numba"} and result["time_to_92"]["numba"]["seconds"] > 0
+    assert "scikit-learn (failed: ModuleNotFoundError" in (tmp_path / "benchmarks.md").read_text()
+
+
 def _terminated_during(monkeypatch, impl: str, size: int, call: int) -> None:
     """Make ``impl``'s epoch at batch ``size`` send this process a real SIGTERM on its ``call``-th run (a time
     limit's ``timeout`` or a scheduler does the same): the epoch finishes, then the report must stop."""
