@@ -3,6 +3,11 @@ epoch (``benchmarks/jax_peer.py``), in float64, ends where the NumPy backend end
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,3 +42,15 @@ def test_the_jax_peer_is_a_benchmark_implementation(mnist):
     assert bench.backend.info["compile_seconds"] > 0
     loss = bench.epoch()
     assert 0 < loss < 1 and bench.infer() > 0.85
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "false"), ("true", "true")])
+def test_jax_takes_gpu_memory_as_it_needs_it_unless_told_otherwise(given, expected):
+    """On a GPU the report runs JAX beside PyTorch and Numba in one process: JAX must not take three quarters of
+    the GPU's memory up front. A user's own setting wins."""
+    variable = "XLA_PYTHON_CLIENT_PREALLOCATE"
+    env = {k: v for k, v in os.environ.items() if k != variable} | ({variable: given} if given else {})
+    code = f"import benchmarks.impls, os; print(os.environ[{variable!r}])"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    assert run.stdout.strip() == expected, run.stderr
