@@ -4,15 +4,39 @@
 #
 # The machines this project can use (an H100 or H200) have no network and no pip, but torch (CUDA), numba,
 # numba-cuda, JAX, pytest and pytest-benchmark are installed there, so the project runs from the checkout
-# (PYTHONPATH=.) on MNIST's four files carried along: scripts/gpu.sh DATA_DIR (default .data, a git-excluded
-# folder holding the .gz files of ~/.cache/lr-from-scratch/mnist). Options after DATA_DIR go to the report
-# (`scripts/gpu.sh .data --rounds 2 --no-accuracy` for a shorter run). When $OUT is set (the device tool's
-# folder of files to bring back), the page is copied there too. `make gpu` runs it.
+# (PYTHONPATH=.) on MNIST's four files carried along: scripts/gpu.sh [DATA_DIR] [REPORT_OPTIONS] (DATA_DIR:
+# default .data, a git-excluded folder holding the .gz files of ~/.cache/lr-from-scratch/mnist). The options go
+# to the report (`scripts/gpu.sh .data --rounds 2 --no-accuracy`, or `make gpu ARGS="--rounds 2"`, for a
+# shorter run). When $OUT is set (the device tool's folder of files to bring back), the page is copied there
+# too. `make gpu` runs it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=. LR_FROM_SCRATCH_DATA="${1:-.data}" LR_FROM_SCRATCH_MNIST_MIRRORS=""
-if ! python3 -c "from numba import cuda; import sys; sys.exit(not cuda.is_available())" 2>/dev/null; then
-    echo "error: Numba sees no CUDA GPU here (or cannot be imported): run scripts/gpu.sh on a GPU machine" >&2
+DATA=.data
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then DATA=$1; shift; fi
+export PYTHONPATH=. LR_FROM_SCRATCH_DATA="$DATA" LR_FROM_SCRATCH_MNIST_MIRRORS=""
+# Not only "is there a GPU": compile and run one kernel, so that a missing CUDA compiler (NVVM) is this one line
+# rather than every CUDA test failing in turn.
+check='
+import sys
+try:
+    from numba import cuda
+    if not cuda.is_available():
+        sys.exit("Numba sees no CUDA GPU here")
+
+    @cuda.jit
+    def write_one(cell):
+        cell[0] = 1.0
+
+    cell = cuda.device_array(1)
+    write_one[1, 1](cell)
+    if cell.copy_to_host()[0] != 1.0:
+        sys.exit("a CUDA kernel ran but did not write its result")
+except Exception as exc:
+    first = (str(exc) or "no message").splitlines()[0]
+    sys.exit(f"Numba cannot run a CUDA kernel here ({type(exc).__name__}: {first})")
+'
+if ! why=$(python3 -c "$check" 2>&1); then
+    echo "error: ${why##*$'\n'}: run scripts/gpu.sh on a GPU machine with numba-cuda" >&2
     exit 2
 fi
 # Nothing stops half-way: a failing test or implementation is reported, the rest still runs, the page of what
@@ -44,7 +68,7 @@ report=0
 timeout --foreground -k "$KILL_S" "$report_s" python3 -m benchmarks.report --out docs --name "$NAME" \
     --no-progress \
     --impls cuda,cuda-dense,cuda-grid,torch-cuda,torch-cuda-compile,torch-cuda-graphs,jax-cuda,numba,torch-cpu,jax-cpu \
-    "${@:2}" || report=$?
+    "$@" || report=$?
 if [ -n "${OUT:-}" ]; then
     for f in "$PAGE".* "$PAGE"-interrupted.*; do
         if [ -f "$f" ]; then cp "$f" "$OUT"/; fi

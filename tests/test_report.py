@@ -357,6 +357,43 @@ def test_a_report_terminated_in_the_time_to_92_runs_keeps_the_ones_that_finished
     assert set(result["time_to_92"]) == {"numba"} and result["time_to_92"]["numba"]["seconds"] > 0
 
 
+def _gpu_machine(tmp_path: Path, otherwise: str) -> tuple[dict, Path]:
+    """A copy of the checkout's layout in ``tmp_path`` for scripts/gpu.sh, and ``(environment, $OUT)`` for it: a
+    stub ``python3`` first on PATH passes the GPU check and the GPU tests, and runs the shell line ``otherwise``
+    for every other command."""
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(repo / "scripts" / "gpu.sh", tmp_path / "scripts" / "gpu.sh")
+    for package in ("lr_from_scratch", "benchmarks"):
+        (tmp_path / package).symlink_to(repo / package)
+    stub = tmp_path / "bin" / "python3"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\ncase "$1 $2" in\n"-c "*|"-m pytest") exit 0 ;;\nesac\n{otherwise}\n')
+    stub.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    return {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "OUT": str(out)}, out
+
+
+@pytest.mark.parametrize(
+    ("args", "data", "report_args"),
+    [
+        ([], ".data", ""),
+        (["--rounds", "2"], ".data", "--rounds 2"),
+        (["mnist", "--rounds", "2"], "mnist", "--rounds 2"),
+    ],
+)
+def test_gpu_script_takes_a_data_folder_then_the_reports_options(tmp_path, args, data, report_args):
+    """``make gpu ARGS="--rounds 2"`` passes options alone: they go to the report, and the data stays .data."""
+    env, out = _gpu_machine(tmp_path, 'echo "$LR_FROM_SCRATCH_DATA|$*" > "$OUT/report-args"')
+    run = subprocess.run([tmp_path / "scripts" / "gpu.sh", *args], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    got_data, got_args = (out / "report-args").read_text().strip().split("|")
+    assert got_data == data and got_args.startswith("-m benchmarks.report --out docs --name benchmarks-gpu ")
+    _, after_impls = got_args.split(" --impls ")
+    assert after_impls.split(" ", 1)[1:] == ([report_args] if report_args else [])
+
+
 def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, mnist, mnist_dir):
     """scripts/gpu.sh on a (pretended) GPU machine whose report outlives its time: the report gets a real SIGTERM
     from ``timeout``, and the page of what it measured by then still reaches $OUT, with a one-line error.
@@ -366,18 +403,8 @@ def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, m
     from benchmarks.impls import build
 
     build("numba", mnist, 512)  # compiled and cached on disk first: the report's time goes to its rounds
-    repo = Path(__file__).resolve().parent.parent
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(repo / "scripts" / "gpu.sh", tmp_path / "scripts" / "gpu.sh")
-    for package in ("lr_from_scratch", "benchmarks"):
-        (tmp_path / package).symlink_to(repo / package)
-    stub = tmp_path / "bin" / "python3"
-    stub.parent.mkdir()
-    stub.write_text(f'#!/bin/sh\ncase "$1 $2" in\n"-c "*|"-m pytest") exit 0 ;;\nesac\nexec {sys.executable} "$@"\n')
-    stub.chmod(0o755)
-    out = tmp_path / "out"
-    out.mkdir()
-    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "OUT": str(out), "TOTAL_S": "28"}
+    env, out = _gpu_machine(tmp_path, f'exec {sys.executable} "$@"')
+    env["TOTAL_S"] = "28"
     report = ["--impls", "numba", "--batch-sizes", "512", "--quick", "--rounds", "1000"]  # far past 28 s
 
     def gpu_sh(environment):
