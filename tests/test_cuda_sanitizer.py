@@ -1,7 +1,7 @@
 """The CUDA kernels under NVIDIA's compute-sanitizer, on a GPU: what neither the simulator nor the compiler sees.
 
-The simulator runs each CUDA thread as a Python thread (``tests/test_cuda.py``): it checks the arithmetic, but an
-index one past an array's end reads whatever NumPy holds there, two threads writing one shared-memory word in the
+The simulator runs each CUDA thread as a Python thread (``tests/test_cuda.py``): it checks the arithmetic, but a
+negative index wraps around to the array's end (NumPy's rule), two threads writing one shared-memory word in the
 same phase take turns, and scratch memory starts as NumPy made it. On the GPU these are an out-of-bounds access,
 a race and a read of uninitialised memory, and the results are wrong only sometimes. Each of compute-sanitizer's
 tools watches a small run of every training kernel (float32 and float64, several steps, a short last batch,

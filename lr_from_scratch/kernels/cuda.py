@@ -24,7 +24,7 @@ from ..errors import first_line
 from . import cuda_device
 from .llvm import compile_report
 
-#: Threads of the dense kernel's block and of each inference block, and of the sparse kernel's block: at most
+#: Threads of a block of the dense, grid and inference kernels, and of the sparse kernel's block: at most
 #: 65,536 registers per multiprocessor divided by the registers a thread uses (``tests/test_cuda_compiles.py``
 #: checks it). The simulator runs every thread as a Python thread, so it gets few.
 THREADS = 32 if config.ENABLE_CUDASIM else 256
