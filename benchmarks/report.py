@@ -100,13 +100,17 @@ def parse(argv) -> dict:
         raise ConfigError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
     if not all(1 <= s <= 60_000 for s in sizes):
         raise ConfigError(f"--batch-sizes must be between 1 and 60000, got {args.batch_sizes}")
-    impls = args.impls.split(",") if args.impls else list(IMPLEMENTATIONS)
+    impls = args.impls.split(",") if args.impls is not None else list(IMPLEMENTATIONS)
+    if not all(impls):
+        raise ConfigError(f"--impls must name implementations, comma-separated, got {args.impls!r}")
     unknown = [i for i in impls if i not in IMPLEMENTATIONS]
     if unknown:
         raise ConfigError(f"--impls: unknown {', '.join(unknown)}; expected some of {', '.join(IMPLEMENTATIONS)}")
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
     if rounds < 1:
         raise ConfigError(f"--rounds must be an integer >= 1, got {rounds}")
+    if args.name in ("", ".", "..") or Path(args.name).name != args.name:
+        raise ConfigError(f"--name must be a plain file name stem, such as benchmarks-gpu, got {args.name!r}")
     return dict(args=args, sizes=sizes, impls=impls, rounds=rounds, out=writable_folder(args.out, "--out"))
 
 
@@ -151,8 +155,15 @@ def limits(opts: dict) -> tuple[dict, object, list[str]]:
     peak float32 matrix-product rate and memory bandwidth, the GPU's too. Returns the result so far, MNIST and
     the implementations available here."""
     args = opts["args"]
-    impls = [i for i in opts["impls"] if not unavailable(i)]
-    skipped = {i: unavailable(i) for i in opts["impls"] if unavailable(i)}
+    why_not = {i: unavailable(i) for i in opts["impls"]}
+    impls = [i for i, why in why_not.items() if why is None]
+    skipped = {i: why for i, why in why_not.items() if why is not None}
+    if not impls:  # a page of empty tables would only replace a real one
+        raise ConfigError(
+            "none of the implementations asked for can run here: "
+            + "; ".join(f"{i} ({why})" for i, why in skipped.items())
+            + "; pick others with --impls (python -m benchmarks.report --help lists them)"
+        )
     mnist = load_mnist(progress=not args.no_progress)
     result = {"machine": machine(), "skipped": skipped, "rounds": opts["rounds"], "batch_sizes": opts["sizes"]}
     n = 2048 if args.quick else 4096

@@ -57,12 +57,32 @@ def test_time_to_accuracy_includes_scikit_learn(tmp_path):
         (["--batch-sizes", "64,big"], "--batch-sizes must be comma-separated integers"),
         (["--impls", "jax"], "--impls: unknown jax"),
         (["--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
+        (["--impls", ""], "--impls must name implementations, comma-separated, got ''"),
+        (["--impls", "numba,"], "--impls must name implementations, comma-separated, got 'numba,'"),
+        (["--name", ""], "--name must be a plain file name stem, such as benchmarks-gpu, got ''"),
+        (["--name", "../escape"], "--name must be a plain file name stem, such as benchmarks-gpu, got '../escape'"),
+        (["--name", "/tmp/page"], "--name must be a plain file name stem"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, args, expected):
     code = main([*args, "--out", str(tmp_path / "x")])
     assert_one_line_error((code, capsys.readouterr().err), 2, expected)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_report_with_nothing_it_can_run_leaves_the_page_alone(tmp_path, capsys, monkeypatch):
+    """--impls cuda on a machine without a GPU: a page of empty tables would replace the real one."""
+    import benchmarks.report
+
+    monkeypatch.setattr(benchmarks.report, "unavailable", lambda impl: "no CUDA device")
+    page = tmp_path / "benchmarks.md"
+    page.write_text("the page of an earlier run")
+    code = main(["--impls", "cuda,torch-cuda", "--out", str(tmp_path), "--no-progress"])
+    assert_one_line_error(
+        (code, capsys.readouterr().err), 2, "none of the implementations asked for can run here",
+        "cuda (no CUDA device); torch-cuda (no CUDA device)", "pick others with --impls",
+    )  # fmt: skip
+    assert page.read_text() == "the page of an earlier run" and sorted(tmp_path.iterdir()) == [page]
 
 
 @pytest.mark.parametrize(
