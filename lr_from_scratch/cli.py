@@ -198,8 +198,15 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
     moved: list[str] = []
     try:
         yield stage
+        names = sorted(p.name for p in stage.iterdir())
+        in_the_way = [n for n in names if (folder / n).is_dir() and not (folder / n).is_symlink()]
+        if in_the_way:  # a file cannot replace a folder: found before anything moves, so all or none still holds
+            raise UserError(
+                f"could not write into {folder}: {', '.join(in_the_way)} there is a folder, where this command "
+                "writes a file; nothing was saved: move it away or choose another --out"
+            )
         with StopOnInterrupt() as stop:
-            for name in sorted(p.name for p in stage.iterdir()):
+            for name in names:
                 os.replace(stage / name, folder / name)
                 moved.append(name)
         stop.raise_if_stopped(f"the results were written first: {folder}/ holds {' '.join(moved)}")

@@ -347,6 +347,18 @@ def test_a_move_out_of_the_staging_folder_that_fails_says_what_arrived(tmp_path,
     assert [p.name for p in tmp_path.iterdir()] == [first]
 
 
+def test_a_folder_where_a_command_writes_a_file_stops_it_before_anything_moves(tmp_path, capsys):
+    """The move cannot put a file over a folder: found before the first file moves, so all or none still holds,
+    and the folder (with what it holds) is left as it was."""
+    (tmp_path / "lr_find.png" / "keep").mkdir(parents=True)
+    assert lr_find.main(["--steps", "100", "--out", str(tmp_path)]) == 1
+    assert_one_line_error(
+        (1, capsys.readouterr().err), 1, f"could not write into {tmp_path}: lr_find.png there is a folder",
+        "nothing was saved: move it away or choose another --out",
+    )  # fmt: skip
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*")] == [Path("lr_find.png"), Path("lr_find.png/keep")]
+
+
 def test_a_command_that_raises_gives_the_caller_its_signal_handlers_back():
     before = [signal.getsignal(s) for s in cli.SIGNALS]
 
