@@ -75,6 +75,11 @@ def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.start < args.end < math.inf:
         raise ConfigError(f"need 0 < --start < --end < infinity, got --start {args.start} and --end {args.end}")
+    if not math.isfinite(args.end / args.start):  # the rates between them are start * (end / start) ** t
+        raise ConfigError(
+            f"--end / --start overflows (--start {args.start}, --end {args.end}): narrow the range (--help gives "
+            "the defaults)"
+        )
     if args.steps < MIN_STEPS:
         raise ConfigError(f"--steps must be an integer >= {MIN_STEPS}, got {args.steps}")
     config = TrainConfig(batch_size=args.batch_size, momentum=args.momentum).validate()

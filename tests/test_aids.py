@@ -61,6 +61,8 @@ def test_no_progress_reaches_the_download(tmp_path, capsys, monkeypatch, command
         (lr_find, ["--start", "0"], "need 0 < --start < --end < infinity, got --start 0.0"),
         (lr_find, ["--end", "inf"], "need 0 < --start < --end < infinity, got --start 1e-05 and --end inf"),
         (lr_find, ["--start", "1", "--end", "0.1"], "need 0 < --start < --end"),
+        (lr_find, ["--end", "1e308"], "--end / --start overflows (--start 1e-05, --end 1e+308): narrow the range"),
+        (lr_find, ["--start", "1e-320"], "--end / --start overflows (--start 1e-320, --end 10.0)"),
         (lr_find, ["--steps", "3"], "--steps must be an integer >= 10, got 3"),
         (sweep, ["--batch-sizes", "64,lots"], "--batch-sizes must be comma-separated integers"),
         (sweep, ["--batch-sizes", "64,0"], "--batch-sizes must be integers >= 1, got 64,0"),
