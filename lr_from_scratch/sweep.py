@@ -51,6 +51,8 @@ def _main(argv) -> int:
     TrainConfig(epochs=args.epochs).validate()
     if min(sizes) < 1:
         raise ConfigError(f"--batch-sizes must be integers >= 1, got {args.batch_sizes}")
+    if len(set(sizes)) < len(sizes):
+        raise ConfigError(f"--batch-sizes names a size twice, got {args.batch_sizes}: each needs one run")
     out = writable_folder(args.out, "--out")  # before the sweep, not after it
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     n_train = len(prepare(mnist, TrainConfig()).train)

@@ -66,6 +66,7 @@ def test_no_progress_reaches_the_download(tmp_path, capsys, monkeypatch, command
         (lr_find, ["--steps", "3"], "--steps must be an integer >= 10, got 3"),
         (sweep, ["--batch-sizes", "64,lots"], "--batch-sizes must be comma-separated integers"),
         (sweep, ["--batch-sizes", "64,0"], "--batch-sizes must be integers >= 1, got 64,0"),
+        (sweep, ["--batch-sizes", "64,64"], "--batch-sizes names a size twice, got 64,64"),
         (sweep, ["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
     ],
 )
