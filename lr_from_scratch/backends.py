@@ -181,6 +181,19 @@ class NumbaBackend(LayerBackend):
         super().__init__(FoldedLinear(weight, bias, a, c, *_sgd_options(config)), warmed, train, val, test)
 
 
+def require_cuda(flags: bool = True) -> None:
+    """Refuse the CUDA backend, in one line, where Numba sees no GPU; ``flags``: say it in the command line's terms
+    (``--backend cuda``), else in the estimator's (``backend='cuda'``)."""
+    from .kernels import cuda as kernels
+
+    if not kernels.available():
+        cuda, numba = ("--backend cuda", "--backend numba") if flags else ("backend='cuda'", "backend='numba'")
+        raise ConfigError(
+            f"{cuda}: Numba sees no CUDA GPU here (numba.cuda.is_available() is False); use {numba}, or set "
+            "NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's simulator (slowly)"
+        )
+
+
 class CudaBackend(LayerBackend):
     """The from-scratch GPU path: :mod:`.kernels.cuda`, the images on the device as they are (uint8 pixels, or
     the estimator's floats) and, for training, as CSR rows; the normalisation folded in, every step of an epoch
@@ -194,11 +207,7 @@ class CudaBackend(LayerBackend):
     def __init__(self, weight, bias, config: TrainConfig, a: float, c: float, train, val=None, test=None):
         from .kernels import cuda as kernels
 
-        if not kernels.available():
-            raise ConfigError(
-                "--backend cuda: Numba sees no CUDA GPU here (numba.cuda.is_available() is False); use --backend "
-                "numba, or set NUMBA_ENABLE_CUDASIM=1 to run the kernels in Numba's simulator (slowly)"
-            )
+        require_cuda()
         warmed = kernels.warm_up(config.dtype, train[0].dtype)
         from numba import cuda
 

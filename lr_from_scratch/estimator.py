@@ -20,14 +20,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .backends import array_backend
+from .backends import array_backend, require_cuda
 from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import batch_slices, train_val_split
 from .errors import TrainingDiverged
 from .functional import softmax
 from .kernels.llvm import LANES
 from .model import initial_params
-from .trainer import TrainState, fit, train_epoch
+from .trainer import TrainState, end_epoch, fit, train_epoch
 
 
 def _unchanged_on_error(method):
@@ -60,9 +60,10 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : (K,) array, the sorted labels seen in ``fit`` (or given to the first ``partial_fit``)
-    weight_ : (K, D) array and ``bias_`` : (K,) array, the kept (best-validation) parameters
+    weight_ : (K, D) array and ``bias_`` : (K,) array, the kept (best-validation) parameters; ``coef_`` and
+        ``intercept_`` are the same arrays under scikit-learn's names (``SelectFromModel`` and ``RFE`` read them)
     n_features_in_ : int, and ``feature_names_in_`` when ``X`` had column names
-    history_ : list of dict, one per epoch (as in ``history.csv``)
+    history_ : list of dict, one per epoch (as in ``history.csv``; ``partial_fit`` adds one a call)
     best_epoch_, n_iter_ : int, the epoch whose weights were kept and the number of epochs run
     """
 
@@ -114,8 +115,11 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         if first:
             if classes is None:
                 raise ValueError("classes must be given to the first call to partial_fit: every label there will be")
+            classes = np.asarray(classes)
+            if classes.ndim != 1 or (classes.dtype.kind in "fc" and np.isnan(classes).any()):
+                raise ValueError(f"classes must be a 1-D array of every label there will be, got {classes!r}")
             self.classes_ = np.unique(classes)
-            _check_classes(self.classes_, config)
+            _check_classes(self.classes_, config, "classes")
             weight, bias = initial_params(config, X.shape[1], len(self.classes_))
             self._sgd_state = {"weight": weight, "bias": bias}
             self.history_, self.best_epoch_, self.n_iter_ = [], 0, 0
@@ -131,10 +135,22 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         backend.load_state(self._sgd_state)
         state = TrainState(epoch=self.n_iter_)
         train_epoch(backend, config, state, batch_slices(len(y), config.batch_size))
+        end_epoch(backend, config, state)  # the epoch's history row; with nothing held out, its weights are kept
         self._sgd_state = backend.state()
-        self.weight_, self.bias_ = backend.params()
-        self.n_iter_ = self.best_epoch_ = self.n_iter_ + 1
+        self.weight_, self.bias_ = state.best_weight, state.best_bias
+        self.history_ = [*self.history_, *state.history]
+        self.n_iter_ = self.best_epoch_ = state.epoch
         return self
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """``weight_``, (K, D): one row per class, also with two classes (a softmax over two logits)."""
+        return self.weight_
+
+    @property
+    def intercept_(self) -> np.ndarray:
+        """``bias_``, (K,)."""
+        return self.bias_
 
     def decision_function(self, X) -> np.ndarray:
         """Logits ``X W^T + b``: (N, D) -> (N, K); with two classes, (N,): the second logit minus the first,
@@ -158,6 +174,8 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         config = TrainConfig(**params, normalize=False).validate(flags=False)  # no dataset: X and y are the data
         if config.backend not in SCRATCH_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(SCRATCH_BACKENDS)}, got {config.backend!r}")
+        if config.backend == "cuda":
+            require_cuda(flags=False)
         return config
 
     def _validate(self, X, y, config: TrainConfig, reset: bool):
@@ -175,12 +193,13 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(X @ self.weight_.T) + self.bias_
 
 
-def _check_classes(classes: np.ndarray, config: TrainConfig) -> None:
-    """Refuse fewer than 2 classes, and more than the fused kernels' lanes on the Numba backend."""
+def _check_classes(classes: np.ndarray, config: TrainConfig, given: str = "y") -> None:
+    """Refuse fewer than 2 classes, and more than the fused kernels' lanes on the Numba backend; ``given``: the
+    argument the classes came from."""
     if len(classes) < 2:
-        raise ValueError(f"y has {len(classes)} class, expected samples of at least 2 classes")
+        raise ValueError(f"{given} has {len(classes)} class, expected at least 2 classes")
     if config.backend == "numba" and len(classes) > LANES:
         raise ValueError(
-            f"y has {len(classes)} classes; backend='numba' takes at most {LANES} (one vector register "
+            f"{given} has {len(classes)} classes; backend='numba' takes at most {LANES} (one vector register "
             "of lanes): use backend='numpy' or 'numba-naive'"
         )

@@ -102,7 +102,7 @@ def fit(
                     "the remaining steps leave the weights as they are")  # fmt: skip
                 said_zero_lr = True
             train_epoch(backend, config, state, batches, progress, should_stop)
-            line = _end_epoch(backend, config, state)
+            line = end_epoch(backend, config, state)
             if on_epoch_end is not None:
                 on_epoch_end(state)  # first, so that a printed epoch is a saved one
             if log is not None:
@@ -154,7 +154,7 @@ def epoch_lr(config: TrainConfig, epoch: int) -> float:
     return step_lr(config.lr, epoch, config.lr_step, config.lr_gamma)
 
 
-def _end_epoch(backend, config, state) -> str:
+def end_epoch(backend, config, state) -> str:
     """Validate, keep the best weights, decide on early stopping, move ``state`` to the next epoch; returns the
     epoch's summary line."""
     n_train, has_val = backend.n_train, backend.has_val

@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
+from sklearn.feature_selection import RFE, SelectFromModel
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -123,6 +124,19 @@ def test_bad_inputs_are_clear_and_name_the_parameters(small):
         SoftmaxRegressionClassifier(epochs="5").fit(x, y)
     with pytest.raises(ConfigError, match="^nesterov needs momentum > 0 and dampening 0"):
         SoftmaxRegressionClassifier(nesterov=True, momentum=0).fit(x, y)
+
+
+def test_the_cuda_backend_without_a_gpu_is_refused_in_the_estimators_terms(small, monkeypatch):
+    from lr_from_scratch.kernels import cuda as kernels
+
+    monkeypatch.setattr(kernels, "available", lambda: False)  # as on a machine without a GPU
+    x, y, _, _ = small
+    clf = SoftmaxRegressionClassifier(backend="cuda")
+    with pytest.raises(
+        ConfigError, match="^backend='cuda': Numba sees no CUDA GPU here .*; use backend='numba', or"
+    ) as e:
+        clf.fit(x, y)
+    assert "--" not in str(e.value) and not hasattr(clf, "classes_")
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         SoftmaxRegressionClassifier().fit(x, y[:3])
     with pytest.raises(ValueError, match="Input X contains NaN"):
@@ -131,7 +145,7 @@ def test_bad_inputs_are_clear_and_name_the_parameters(small):
         SoftmaxRegressionClassifier().fit(x[:10], np.linspace(0, 1, 10))
     with pytest.raises(ValueError, match="Input y contains NaN"):
         SoftmaxRegressionClassifier().fit(x[:3], [0.0, np.nan, 1.0])
-    with pytest.raises(ValueError, match="expected samples of at least 2 classes"):
+    with pytest.raises(ValueError, match="y has 1 class, expected at least 2 classes"):
         SoftmaxRegressionClassifier().fit(x[:4], [1, 1, 1, 1])
     with pytest.raises(NotFittedError, match="not fitted yet"):
         SoftmaxRegressionClassifier().predict(x)
@@ -163,6 +177,21 @@ def test_inside_scikit_learns_tools(small):
     assert scores.shape == (3,) and scores.min() > 0.75
     search = GridSearchCV(SoftmaxRegressionClassifier(epochs=2), {"lr": [1e-4, 0.01]}, cv=2).fit(x, y)
     assert search.best_params_ == {"lr": 0.01} and search.best_estimator_.n_iter_ == 2
+
+
+def test_feature_selection_reads_the_weights_as_coef(mnist):
+    """SelectFromModel and RFE rank features by ``coef_``, as for scikit-learn's own linear classifiers. A pixel
+    that is 0 in every image has a zero gradient, so from the zeros init its weights stay 0: never selected."""
+    x, y = mnist.train_images[:2000].reshape(2000, -1) / 255.0, mnist.train_labels[:2000]
+    blank = (x == 0).all(axis=0)
+    assert 0 < blank.sum() < 300
+    clf = SoftmaxRegressionClassifier(epochs=2, init="zeros", dtype="float64").fit(x, y)
+    assert clf.coef_ is clf.weight_ and clf.intercept_ is clf.bias_ and clf.coef_.shape == (10, 784)
+    assert not clf.coef_[:, blank].any() and clf.coef_[:, ~blank].any()
+    kept = SelectFromModel(clf, threshold="mean", prefit=True).get_support()
+    assert 0 < kept.sum() < (~blank).sum() and not kept[blank].any()
+    rfe = RFE(SoftmaxRegressionClassifier(epochs=1, init="zeros"), n_features_to_select=200, step=300).fit(x, y)
+    assert rfe.support_.sum() == 200 and not rfe.support_[blank].any()
 
 
 def test_small_data_trains_with_the_defaults(small):
@@ -242,11 +271,18 @@ def test_partial_fit_calls_are_the_epochs_of_one_run(small, backend):
         pieces.partial_fit(x, y, classes=np.arange(10))
     whole = SoftmaxRegressionClassifier(epochs=3, val_split=0, lr_step=2, backend=backend).fit(x, y)
     np.testing.assert_array_equal(pieces.weight_, whole.weight_)
-    assert pieces.n_iter_ == 3
+    assert pieces.n_iter_ == 3 and [row["epoch"] for row in pieces.history_] == [1, 2, 3]
+    for key in ("lr", "train_loss", "train_accuracy"):
+        assert [row[key] for row in pieces.history_] == [row[key] for row in whole.history_], key
     with pytest.raises(ValueError, match="classes must be given to the first call"):
         SoftmaxRegressionClassifier().partial_fit(x, y)
     with pytest.raises(ValueError, match="not in classes"):
         SoftmaxRegressionClassifier().partial_fit(x, y, classes=np.arange(5))
+    for classes in (5, [[0, 1]], [*range(10), np.nan]):
+        with pytest.raises(ValueError, match="^classes must be a 1-D array of every label there will be, got"):
+            SoftmaxRegressionClassifier().partial_fit(x, y, classes=classes)
+    with pytest.raises(ValueError, match="^classes has 1 class, expected at least 2 classes$"):
+        SoftmaxRegressionClassifier().partial_fit(x[y == 3], y[y == 3], classes=[3])
 
 
 def test_partial_fit_on_pieces_learns(small):
