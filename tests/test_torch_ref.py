@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,7 +24,7 @@ from torch_ref.model import to_arrays
 from torch_ref.textbook import LogisticRegression
 from torch_ref.train import main
 
-from .conftest import assert_one_line_error, run_module, run_python
+from .conftest import REPO, assert_one_line_error, run_module, run_python
 
 QUICK = ["--limit", "3000", "--epochs", "3", "--no-progress"]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CUDA graphs need a GPU")
@@ -152,14 +155,34 @@ def test_the_textbook_script_runs_by_itself_and_imports_no_lr_from_scratch(mnist
     ("args", "code", "expected"),
     [
         (["--epochs", "0"], 2, "--epochs must be at least 1, got 0"),
-        (["--data-dir", "/nonexistent"], 1, "cannot read MNIST in /nonexistent"),
+        (["--data-dir", "{missing}"], 1, "cannot read MNIST in {missing}"),
+        (["--data-dir", "{mixed}"], 1, "(60000 train images but 10000 labels: the files do not belong together)"),
         (["--batch", "3"], 2, "unrecognized arguments: --batch 3"),
     ],
 )
-def test_the_textbook_script_reports_bad_input_in_one_line(args, code, expected):
-    result = run_module("torch_ref.textbook", "--device", "cpu", *args)
+def test_the_textbook_script_reports_bad_input_in_one_line(tmp_path, mnist_dir, args, code, expected):
+    """``{mixed}``: a folder whose training labels are the test set's, a mix-up of files the script must see."""
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (mixed / name).symlink_to(mnist_dir / name)
+    (mixed / "train-labels-idx1-ubyte").symlink_to(mnist_dir / "t10k-labels-idx1-ubyte")
+    paths = {"missing": tmp_path / "missing", "mixed": mixed}
+    result = run_module("torch_ref.textbook", "--device", "cpu", *(a.format(**paths) for a in args))
     assert result.returncode == code and result.stdout == ""
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and expected in result.stderr
+    line = expected.format(**paths)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and line in result.stderr
+
+
+def test_ctrl_c_stops_the_textbook_script_in_one_line():
+    """Once it trains (its first epoch printed), a Ctrl-C ends it with one line and the shell's 130."""
+    command = [sys.executable, "-m", "torch_ref.textbook", "--device", "cpu", "--epochs", "50"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO) as proc:
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=120)
+    assert first.startswith("epoch 1/50  test loss ") and proc.returncode == 130
+    assert err == "interrupted by Ctrl-C\n" and "epoch 50/50" not in rest
 
 
 def test_the_compiled_step_takes_the_steps_of_the_eager_one(mnist):

@@ -35,7 +35,10 @@ def read_idx(folder: Path, name: str) -> np.ndarray:
 
 def load(folder: Path, prefix: str):
     """``(images, labels)`` of one split: ``prefix`` is ``train`` or ``t10k``, as in MNIST's file names."""
-    return read_idx(folder, f"{prefix}-images-idx3-ubyte"), read_idx(folder, f"{prefix}-labels-idx1-ubyte")
+    images, labels = read_idx(folder, f"{prefix}-images-idx3-ubyte"), read_idx(folder, f"{prefix}-labels-idx1-ubyte")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} {prefix} images but {len(labels)} labels: the files do not belong together")
+    return images, labels
 
 
 class MNISTDataset(Dataset):
@@ -122,4 +125,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (this script saves nothing)
+        print("interrupted by Ctrl-C", file=sys.stderr)
+        sys.exit(130)
