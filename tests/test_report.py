@@ -461,3 +461,19 @@ def test_a_report_terminated_while_it_writes_its_page_keeps_the_complete_page(tm
     assert (code, capsys.readouterr().err) == (143, expected)
     result = json.loads((tmp_path / "benchmarks.json").read_text())
     assert "interrupted" not in result and set(result["epoch_samples_per_second"]) == {"numba"}
+
+
+def test_the_benchmark_summary_names_the_implementations_whatever_batch_sizes_ran(monkeypatch):
+    """``pytest --benchmark-only -k 8192`` times no batch of 64: its summary still has a column per
+    implementation, not rows of numbers under no name."""
+    from types import SimpleNamespace
+
+    import benchmarks.conftest as suite
+
+    monkeypatch.setattr(suite, "RESULTS", {("numba", 8192): 2_500_000.0, ("numpy", 8192): 600_000.0})
+    monkeypatch.setattr(suite, "EXTRA", {})
+    lines = []
+    suite.pytest_terminal_summary(SimpleNamespace(write_line=lines.append))
+    header, row = lines[2], lines[3]
+    assert header.split()[:3] == ["batch", "numpy", "numba"]
+    assert row.split()[:3] == ["8192", "600,000", "2,500,000"]
