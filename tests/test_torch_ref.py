@@ -185,6 +185,14 @@ def test_ctrl_c_stops_the_textbook_script_in_one_line():
     assert err == "interrupted by Ctrl-C\n" and "epoch 50/50" not in rest
 
 
+def test_a_compiled_run_prints_no_warning_of_torchs(tmp_path):
+    """torch.compile of the optimizer's step logs a warning that nothing is wrong: a user's run leaves it out."""
+    result = run_module("torch_ref.train", "--compile", "--epochs", "1", "--limit", "700", "--no-progress",
+                        "--out", str(tmp_path / "r"))  # fmt: skip
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "compiled -> " in result.stdout and "test accuracy" in result.stdout
+
+
 def test_the_compiled_step_takes_the_steps_of_the_eager_one(mnist):
     """``--compile`` runs each step through torch.compile: the same arithmetic, fused (float64, to rounding)."""
     config = TrainConfig(limit=700, epochs=2, dtype="float64", lr_step=1)

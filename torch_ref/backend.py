@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
@@ -18,6 +20,15 @@ from .graphs import GraphedBlocks
 from .model import from_arrays, to_arrays
 
 LOADERS = ("tensor", "dataloader", "torchvision")
+
+
+def _without_the_profiler_notice(record: logging.LogRecord) -> bool:
+    """torch.compile notes, once and as a warning, that it leaves out the profiler's marks inside
+    ``optimizer.step``: nothing is wrong, so a user's run does not show it."""
+    return not str(record.msg).startswith("Profiler record function")
+
+
+logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(_without_the_profiler_notice)
 
 
 def check_cuda_graphs(cuda_graphs: bool, device: torch.device, loader: str, compile: bool) -> None:
