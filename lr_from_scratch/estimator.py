@@ -197,7 +197,8 @@ def _check_classes(classes: np.ndarray, config: TrainConfig, given: str = "y") -
     """Refuse fewer than 2 classes, and more than the fused kernels' lanes on the Numba backend; ``given``: the
     argument the classes came from."""
     if len(classes) < 2:
-        raise ValueError(f"{given} has {len(classes)} class, expected at least 2 classes")
+        what = "samples of" if given == "y" else "every label there will be, of"
+        raise ValueError(f"{given} has {len(classes)} class, expected at least 2 classes: give {what} two or more")
     if config.backend == "numba" and len(classes) > LANES:
         raise ValueError(
             f"{given} has {len(classes)} classes; backend='numba' takes at most {LANES} (one vector register "

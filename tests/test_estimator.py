@@ -124,6 +124,21 @@ def test_bad_inputs_are_clear_and_name_the_parameters(small):
         SoftmaxRegressionClassifier(epochs="5").fit(x, y)
     with pytest.raises(ConfigError, match="^nesterov needs momentum > 0 and dampening 0"):
         SoftmaxRegressionClassifier(nesterov=True, momentum=0).fit(x, y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        SoftmaxRegressionClassifier().fit(x, y[:3])
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        SoftmaxRegressionClassifier().fit(np.full((4, 2), np.nan), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        SoftmaxRegressionClassifier().fit(x[:10], np.linspace(0, 1, 10))
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        SoftmaxRegressionClassifier().fit(x[:3], [0.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match="^y has 1 class, expected at least 2 classes: give samples of two or more$"):
+        SoftmaxRegressionClassifier().fit(x[:4], [1, 1, 1, 1])
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        SoftmaxRegressionClassifier().predict(x)
+    clf = SoftmaxRegressionClassifier(epochs=1).fit(x, y)
+    with pytest.raises(ValueError, match="X has 783 features, but SoftmaxRegressionClassifier is expecting 784"):
+        clf.predict(x[:, 1:])
 
 
 def test_the_cuda_backend_without_a_gpu_is_refused_in_the_estimators_terms(small, monkeypatch):
@@ -137,21 +152,6 @@ def test_the_cuda_backend_without_a_gpu_is_refused_in_the_estimators_terms(small
     ) as e:
         clf.fit(x, y)
     assert "--" not in str(e.value) and not hasattr(clf, "classes_")
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        SoftmaxRegressionClassifier().fit(x, y[:3])
-    with pytest.raises(ValueError, match="Input X contains NaN"):
-        SoftmaxRegressionClassifier().fit(np.full((4, 2), np.nan), [0, 1, 0, 1])
-    with pytest.raises(ValueError, match="Unknown label type: continuous"):
-        SoftmaxRegressionClassifier().fit(x[:10], np.linspace(0, 1, 10))
-    with pytest.raises(ValueError, match="Input y contains NaN"):
-        SoftmaxRegressionClassifier().fit(x[:3], [0.0, np.nan, 1.0])
-    with pytest.raises(ValueError, match="y has 1 class, expected at least 2 classes"):
-        SoftmaxRegressionClassifier().fit(x[:4], [1, 1, 1, 1])
-    with pytest.raises(NotFittedError, match="not fitted yet"):
-        SoftmaxRegressionClassifier().predict(x)
-    clf = SoftmaxRegressionClassifier(epochs=1).fit(x, y)
-    with pytest.raises(ValueError, match="X has 783 features, but SoftmaxRegressionClassifier is expecting 784"):
-        clf.predict(x[:, 1:])
 
 
 def test_scikit_learns_own_check_estimator_passes_in_full():
@@ -191,7 +191,7 @@ def test_feature_selection_reads_the_weights_as_coef(mnist):
     kept = SelectFromModel(clf, threshold="mean", prefit=True).get_support()
     assert 0 < kept.sum() < (~blank).sum() and not kept[blank].any()
     rfe = RFE(SoftmaxRegressionClassifier(epochs=1, init="zeros"), n_features_to_select=200, step=300).fit(x, y)
-    assert rfe.support_.sum() == 200 and not rfe.support_[blank].any()
+    assert not rfe.support_[blank].any()
 
 
 def test_small_data_trains_with_the_defaults(small):
@@ -281,7 +281,10 @@ def test_partial_fit_calls_are_the_epochs_of_one_run(small, backend):
     for classes in (5, [[0, 1]], [*range(10), np.nan]):
         with pytest.raises(ValueError, match="^classes must be a 1-D array of every label there will be, got"):
             SoftmaxRegressionClassifier().partial_fit(x, y, classes=classes)
-    with pytest.raises(ValueError, match="^classes has 1 class, expected at least 2 classes$"):
+    with pytest.raises(
+        ValueError,
+        match="^classes has 1 class, expected at least 2 classes: give every label there will be, of two or more$",
+    ):
         SoftmaxRegressionClassifier().partial_fit(x[y == 3], y[y == 3], classes=[3])
 
 

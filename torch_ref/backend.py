@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -24,11 +25,17 @@ LOADERS = ("tensor", "dataloader", "torchvision")
 
 def _without_the_profiler_notice(record: logging.LogRecord) -> bool:
     """torch.compile notes, once and as a warning, that it leaves out the profiler's marks inside
-    ``optimizer.step``: nothing is wrong, so a user's run does not show it."""
-    return not str(record.msg).startswith("Profiler record function")
+    ``optimizer.step`` ("Profiler record function ... will be ignored", or "Profiler function ..." in some
+    versions): nothing is wrong, so a user's run does not show it."""
+    message = str(record.msg)
+    return not (message.startswith("Profiler") and "will be ignored" in message)
 
 
-logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(_without_the_profiler_notice)
+for _logger in ("torch._dynamo.variables.ctx_manager", "torch._dynamo.variables.torch"):
+    logging.getLogger(_logger).addFilter(_without_the_profiler_notice)
+# TF32 stays off unless --tf32 (exact comparisons are the point here); torch.compile on a GPU that has TF32 says,
+# at each compilation, to turn it on: the choice is made, and --tf32 is how to change it.
+warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication available")
 
 
 def check_cuda_graphs(cuda_graphs: bool, device: torch.device, loader: str, compile: bool) -> None:
