@@ -202,8 +202,9 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
         in_the_way = [n for n in names if (folder / n).is_dir() and not (folder / n).is_symlink()]
         if in_the_way:  # a file cannot replace a folder: found before anything moves, so all or none still holds
             raise UserError(
-                f"could not write into {folder}: {', '.join(in_the_way)} there is a folder, where this command "
-                "writes a file; nothing was saved: move it away or choose another --out"
+                f"could not write into {folder}: {', '.join(in_the_way)} there "
+                + ("is a folder" if len(in_the_way) == 1 else "are folders")
+                + ", where this command writes files; nothing was saved: move them away or choose another --out"
             )
         with StopOnInterrupt() as stop:
             for name in names:

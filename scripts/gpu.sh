@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=.data
-if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then DATA=$1; shift; fi
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then DATA=${1:-.data}; shift; fi
 export PYTHONPATH=. LR_FROM_SCRATCH_DATA="$DATA" LR_FROM_SCRATCH_MNIST_MIRRORS=""
 # Not only "is there a GPU": compile and run one kernel, so that a missing CUDA compiler (NVVM) is this one line
 # rather than every CUDA test failing in turn.

@@ -93,7 +93,7 @@ def compile_launch(kernel: str, dtype: str, values: str) -> tuple[object, int, s
     return function, blocks[1], ptx
 
 
-KERNELS = ["dense", "sparse", "grid", "evaluate"]
+KERNELS = [*gpu.KERNELS[1:], "evaluate"]  # every training kernel ("auto" is a choice, not a kernel), inference
 
 
 @pytest.mark.parametrize(

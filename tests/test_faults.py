@@ -354,7 +354,7 @@ def test_a_folder_where_a_command_writes_a_file_stops_it_before_anything_moves(t
     assert lr_find.main(["--steps", "100", "--out", str(tmp_path)]) == 1
     assert_one_line_error(
         (1, capsys.readouterr().err), 1, f"could not write into {tmp_path}: lr_find.png there is a folder",
-        "nothing was saved: move it away or choose another --out",
+        "where this command writes files; nothing was saved: move them away or choose another --out",
     )  # fmt: skip
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*")] == [Path("lr_find.png"), Path("lr_find.png/keep")]
 
