@@ -108,9 +108,10 @@ def train_steps_dense(images, labels, order, starts, a, c, W, b, bufW, bufb, fir
             sample_correct[i] = best == label
         cuda.syncthreads()
         for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
-            db[k] = zero
+            total = zero  # in a register: a sum into db[k] itself would store to memory at every sample
             for i in range(batch):
-                db[k] += g[i, k]
+                total += g[i, k]
+            db[k] = total
         if tid == 0:  # the step's loss and correct count, in sample order
             loss[s], correct[s] = _sum_in_order(sample_loss, sample_correct, 0, batch)
         cuda.syncthreads()
@@ -212,9 +213,10 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
             sample_correct[i] = best == label
         cuda.syncthreads()
         for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
-            db[k] = zero
+            total = zero
             for i in range(batch):
-                db[k] += g[i * n_classes + k]
+                total += g[i * n_classes + k]
+            db[k] = total
         if tid == 0:  # the step's loss and correct count, in sample order
             loss[s], correct[s] = _sum_in_order(sample_loss, sample_correct, 0, batch)
         cuda.syncthreads()
@@ -321,9 +323,10 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
         grid.sync()
         # 3. the bias gradient and the step's totals, summed over the chunks in order
         for k in range(at, n_classes, stride):
-            db[k] = zero
+            total = zero
             for part in range(n_chunks):
-                db[k] += gpart[part, k, n_pixels]
+                total += gpart[part, k, n_pixels]
+            db[k] = total
         if at == 0:
             loss[s], correct[s] = _sum_in_order(lpart, cpart, 0, n_chunks)
         grid.sync()
