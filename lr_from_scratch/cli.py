@@ -27,7 +27,7 @@ from pathlib import Path
 from .errors import ConfigError, UserError
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: Signals the process was started with ignored (``nohup``, a background job of a script): they stay ignored.
+#: Signals the process was started with ignored (a background job of a script: SIGINT): they stay ignored.
 INHERITED_IGNORED = frozenset(s for s in SIGNALS if signal.getsignal(s) is signal.SIG_IGN)
 
 
@@ -70,7 +70,7 @@ def add_data_and_out(parser: argparse.ArgumentParser, default_out: str) -> None:
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main(argv)`` and return its exit status; errors and interrupts become one line on stderr.
 
-    A signal the command was started with ignored (``nohup``, a background job of a script) stays ignored. Once
+    A signal the command was started with ignored (SIGINT, for a background job of a script) stays ignored. Once
     the status is known, SIGINT and SIGTERM are ignored, so an interrupt while the error is printed or the
     interpreter shuts down cannot turn a finished command into a killed one.
     """

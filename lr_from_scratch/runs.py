@@ -216,13 +216,16 @@ def _describe(path: Path) -> str:
     if state == "diverged":
         kept = "model.npz holds the weights it kept" if (path / MODEL).exists() else "no epoch finished"
         return f"holds a run that diverged ({detail}; {kept}): start a new one in another folder, with a lower --lr"
-    if state == "failed" and not (path / CHECKPOINT).exists():
-        return f"holds a run that failed before its first epoch ended ({detail}): choose another folder"
     if (path / CHECKPOINT).exists():
         how = detail or "interrupted"
         if state == "running":  # and no one holds the lock: the process died, or its writes failed
             how = f"it stopped after epoch {_epochs_in_history(path)} without finishing: killed, or a write failed"
         return f"holds an unfinished run ({how}): continue it with --resume {path}, or choose another folder"
+    if state is not None:  # a run's status, but no checkpoint: it ended before its first epoch did
+        how = "failed" if state == "failed" else "stopped"
+        if state == "running":  # and no one holds the lock
+            detail = "killed, or a write failed"
+        return f"holds a run that {how} before its first epoch ended ({detail or state}): choose another folder"
     return f"holds a {CONFIG} but no {STATUS} (a run stopped as it began, or not a run's): choose another folder"
 
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,13 +243,30 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_like_an_uninterrupt
 
 
 def test_a_run_started_with_sigint_ignored_ignores_it(tmp_path):
-    """``nohup`` and a script's background jobs start a command with SIGINT ignored: it stays ignored."""
+    """A script's background jobs start with SIGINT ignored (a non-interactive shell does that): it stays ignored."""
     proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"), ignore_sigint=True)
     after_first_epoch(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert status(tmp_path / "a")["status"] == "finished"
+
+
+def test_a_run_killed_before_its_first_epoch_ended_says_so(tmp_path):
+    """Killed while its status says running and before any checkpoint: nothing to continue, and the folder says
+    what it holds (not "no status.json", which it has)."""
+    long_epoch = ["--batch-size", "1", "--epochs", "2", "--backend", "numpy", "--no-progress"]  # 54,000 steps
+    proc = train_process(*long_epoch, "--out", str(tmp_path / "a"))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "a" / "status.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert status(tmp_path / "a")["status"] == "running" and not (tmp_path / "a" / "checkpoint.npz").exists()
+    expected = "holds a run that stopped before its first epoch ended (killed, or a write failed): choose another"
+    assert_one_line_error(run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "a")), 2, expected)
+    resumed = run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"))
+    assert_one_line_error(resumed, 2, "nothing to resume", expected)
 
 
 def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):

@@ -49,8 +49,8 @@ from .lanes import (
 from .llvm import CACHE, FASTMATH, LANES, compile_report, slp_vectoriser
 
 #: Batches at least this large split across threads; smaller ones run on one. On the 2-core development
-#: machine two threads win from about 48 images a step (docs/fast.md); ``python -m benchmarks.report`` shows
-#: ``numba`` beside ``numba-1-thread`` on yours.
+#: machine the crossing lies near here and moves with the machine's noise (two identical one-thread runs at
+#: batch 48 once differed by 37%); ``python -m benchmarks.report`` shows ``numba`` beside ``numba-1-thread``.
 PARALLEL_MIN_BATCH = 64
 #: While training on one image, the kernel asks the memory system for the image this many places ahead.
 PREFETCH_AHEAD = 4
