@@ -501,7 +501,7 @@ def _main(argv) -> int:
     print(f"wrote {out / name}.md, .png and .json")
     failed = {impl: why for impl, why in result["skipped"].items() if why.startswith(FAILED)}
     if failed:
-        rerun = [impl for impl in failed if impl != SKLEARN] or ["numba"]  # any report's time to 92% fits scikit-learn
+        rerun = [impl for impl in failed if impl != SKLEARN] or ["numba"]  # every report's time to 92% fits it
         raise UserError(
             f"{len(failed)} implementation(s) failed and are listed as skipped on the page: "
             + "; ".join(f"{impl} ({why.removeprefix(FAILED)})" for impl, why in failed.items())
