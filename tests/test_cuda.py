@@ -8,15 +8,21 @@ the last place of the momentum buffers, which reach a few units).
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 
+import numba
 import numpy as np
 import pytest
 from numba import config, cuda
+from numba.np import numpy_support
 
 from lr_from_scratch.backends import NumpyBackend, make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, prepare, scale_images
+from lr_from_scratch.kernels.cuda_device import FULL_WARP, _warp_sum
+from lr_from_scratch.kernels.simulator import BARRIER_SECONDS
 from lr_from_scratch.metrics import evaluate
 from lr_from_scratch.model import SoftmaxRegression
 from lr_from_scratch.optim import SGD, momentum_buffer_key
@@ -34,10 +40,6 @@ OPTIONS = {
 }
 A, C = 1 / (255 * 0.3), -0.1 / 0.3  # inputs a p + c, as the normalisation folds in
 KERNELS = ["dense", "sparse", "grid"]  # the training kernels
-
-
-#: Seconds a simulated barrier waits: one that some thread never reaches fails the test instead of hanging it.
-BARRIER_SECONDS = 60
 
 
 def garbage(dtype: np.dtype):
@@ -65,18 +67,23 @@ def memory_that_was_never_written_holds_garbage(monkeypatch):
         return
     from numba.cuda.simulator import kernelapi
 
-    shared_init, local_array = kernelapi.FakeCUDAShared.__init__, kernelapi.FakeCUDALocal.array
+    local_array, lock = kernelapi.FakeCUDALocal.array, threading.Lock()
 
-    def shared_with_garbage(self, dynshared_size):
-        shared_init(self, dynshared_size)
-        self._dynshared[:] = -1  # every byte 0xff: NaN as floats, every bit set as integers
+    def shared_with_garbage(self, shape, dtype, alignment=None):
+        """A kernel's shared array: one per line of code that asks for one, as in the simulator's own."""
+        line = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            if line not in self._allocations:
+                dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, numba.types.Type) else np.dtype(dtype)
+                self._allocations[line] = np.full(shape, garbage(dtype), dtype)
+            return self._allocations[line]
 
     def local_with_garbage(self, shape, dtype, alignment=None):
         array = local_array(self, shape, dtype, alignment)
         array[...] = garbage(array.dtype)
         return array
 
-    monkeypatch.setattr(kernelapi.FakeCUDAShared, "__init__", shared_with_garbage)
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", shared_with_garbage)
     monkeypatch.setattr(kernelapi.FakeCUDALocal, "array", local_with_garbage)
 
 
@@ -98,44 +105,26 @@ def several_blocks(request, monkeypatch):
     from numba.cuda.simulator import kernelapi
 
     monkeypatch.setattr(gpu, "co_resident_blocks", lambda kernel, args, threads: 3)
-    monkeypatch.setattr(simulated, "BlockManager", all_blocks_at_once(simulated.BlockThread))
+    monkeypatch.setattr(simulated, "BlockManager", all_blocks_at_once(simulated.BlockManager))
     monkeypatch.setattr(kernelapi.GridGroup, "sync", lambda self: threading.current_thread().grid.wait(BARRIER_SECONDS))
 
 
-def all_blocks_at_once(block_thread):
-    """A stand-in for the simulator's BlockManager (it runs a grid one block at a time): the call for the first
-    block starts the threads of every block together, each block with a ``threading.Barrier`` for
-    ``syncthreads`` and the grid with one for its grid-wide barrier. (The blocks share the simulator's shared
-    memory, which only the grid kernel, having none, can afford.)"""
+def all_blocks_at_once(block_manager):
+    """The simulator's block manager (``block_manager``, :mod:`lr_from_scratch.kernels.simulator`'s: one block at a
+    time), made to start the threads of every block together at the call for the first block, and to give the
+    grid a barrier for its grid-wide barrier. (The blocks share the simulator's shared memory, which only the grid
+    kernel, having none, can afford.)"""
 
-    class StrictThread(block_thread):
-        def syncthreads(self):
-            self.block.wait(BARRIER_SECONDS)
-
-    class AllBlocksAtOnce:
-        def __init__(self, f, grid_dim, block_dim, debug):
-            self._f, self._grid_dim, self._block_dim, self._debug = f, grid_dim, block_dim, debug
-            self.block_state = np.zeros(block_dim, dtype=np.bool_)
-
+    class AllBlocksAtOnce(block_manager):
         def run(self, grid_point, *args):
             if any(grid_point):
                 return  # the first block's call ran them all
-            blocks, per_block = list(np.ndindex(*self._grid_dim)), int(np.prod(self._block_dim))
-            grid, threads = threading.Barrier(per_block * len(blocks)), []
-            for block in blocks:
-                barrier = threading.Barrier(per_block)
-                for point in np.ndindex(*self._block_dim):
-                    thread = StrictThread(lambda: self._f(*args), self, block, point, self._debug)
-                    thread.block, thread.grid = barrier, grid
-                    threads.append(thread)
+            threads = [t for block in np.ndindex(*self._grid_dim) for t in self.threads(block, args)]
+            grid = threading.Barrier(len(threads))
+            self.barriers.append(grid)
             for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            failed = [t.exception for t in threads if t.exception]
-            if failed:  # the first real error, not the broken barriers it left behind
-                kind, traceback = min(failed, key=lambda e: isinstance(e[0], threading.BrokenBarrierError))
-                raise kind.with_traceback(traceback)
+                thread.grid = grid
+            self.join(threads)
 
     return AllBlocksAtOnce
 
@@ -257,7 +246,7 @@ def test_the_estimator_trains_on_the_gpu(problem):
 def test_each_kernel_runs_where_it_applies(problem):
     """ "auto": the sparse kernel up to its batch, the grid kernel beyond it, the dense one where neither can."""
     from lr_from_scratch.kernels.cuda import CudaLinear, DeviceImages
-    from lr_from_scratch.kernels.cuda_device import MAX_BATCH, MAX_CLASSES
+    from lr_from_scratch.kernels.cuda_device import MAX_BATCH, MAX_CLASSES, MAX_PIXELS
 
     images, *_ = problem
     with_rows, without = DeviceImages.from_host(images), DeviceImages.from_host(images, sparse=False)
@@ -267,8 +256,9 @@ def test_each_kernel_runs_where_it_applies(problem):
     assert layer.kernel_for(without, 1) == "dense"  # no CSR rows
     many = CudaLinear(np.zeros((MAX_CLASSES + 1, 30)), np.zeros(MAX_CLASSES + 1), A, C)
     assert many.kernel_for(with_rows, 1) == "dense"  # more classes than a thread's accumulators
-    wide = CudaLinear(np.zeros((4, 6000)), np.zeros(4), A, C)
-    assert wide.kernel_for(DeviceImages.from_host(np.ones((2, 6000), np.uint8)), 1) == "grid"  # masks over 48 KB
+    wide = CudaLinear(np.zeros((4, MAX_PIXELS + 1)), np.zeros(4), A, C)
+    wide_images = DeviceImages.from_host(np.ones((2, MAX_PIXELS + 1), np.uint8))
+    assert wide.kernel_for(wide_images, 1) == "grid"  # more pixel groups than a lane's bits
     for kernel in ("dense", "sparse", "grid"):
         layer.kernel = kernel
         assert layer.kernel_for(with_rows, 1) == kernel
@@ -315,14 +305,52 @@ def test_wide_batches_of_floats_over_several_warps_match_numpy(wide_problem, mon
 
 
 @pytest.mark.parametrize("threads", [8, 40])
-def test_the_sparse_kernel_takes_blocks_that_are_not_whole_warps(wide_problem, monkeypatch, threads):
-    """Under 32 threads, the block's threads share out each sample's pixels among themselves; at 40, the second
-    warp is a partial one. Either way every non-zero pixel reaches the gradient."""
+def test_the_sparse_kernel_refuses_blocks_that_are_not_whole_warps(problem, monkeypatch, threads):
+    """Its warps add up their lanes' sums by shuffles, which need every lane of the warp."""
     import lr_from_scratch.kernels.cuda as gpu
 
     monkeypatch.setattr(gpu, "SPARSE_THREADS", threads)
-    result = layer_and_reference(wide_problem, "float64", 33, "sparse", a=1.0, c=0.0, **OPTIONS["nesterov"])
-    assert_matches_reference(result, "float64")
+    with pytest.raises(ValueError, match=f"whole warps of 32 threads, not on SPARSE_THREADS = {threads}"):
+        layer_and_reference(problem, "float64", 5, "sparse")
+
+
+@cuda.jit
+def _shuffles(lane_masks, exchanged, sums):
+    """Lane ``l`` of warp ``w``: the value ``100 w + l`` exchanged with lane ``l ^ m`` for each ``m`` of
+    ``lane_masks``, and the warp's sum of those values (``_warp_sum``)."""
+    tid = cuda.threadIdx.x
+    value = 100 * (tid // 32) + tid % 32
+    for j in range(lane_masks.shape[0]):
+        exchanged[j, tid] = cuda.shfl_xor_sync(FULL_WARP, value, lane_masks[j])
+    sums[tid] = _warp_sum(float(value))
+
+
+def test_a_shuffle_hands_each_lane_its_partners_value_and_a_warp_sum_is_the_same_in_every_lane():
+    """The warp functions the sparse kernel sums with, on two warps: on a GPU its instructions, in the simulator
+    :mod:`lr_from_scratch.kernels.simulator`'s stand-ins, which must mean the same."""
+    lane_masks = np.array([1, 16, 31, 5])
+    exchanged, sums = np.zeros((4, 64), np.int64), np.zeros(64)
+    _shuffles[1, 64](lane_masks, exchanged, sums)
+    lanes, warps = np.arange(64) % 32, np.arange(64) // 32
+    for j, lane_mask in enumerate(lane_masks):
+        np.testing.assert_array_equal(exchanged[j], 100 * warps + (lanes ^ lane_mask))
+    np.testing.assert_array_equal(sums, np.where(warps == 0, sum(range(32)), 3200 + sum(range(32))))
+
+
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="on a GPU a warp that never meets hangs")
+def test_a_lane_that_misses_a_shuffle_fails_the_simulated_launch(monkeypatch):
+    """In the simulator a shuffle is a barrier of the warp's threads: one that some lane never reaches fails the
+    launch after BARRIER_SECONDS, rather than hanging it."""
+    from lr_from_scratch.kernels import simulator
+
+    @cuda.jit
+    def lane_0_skips(out):
+        if cuda.threadIdx.x > 0:
+            out[cuda.threadIdx.x] = cuda.shfl_xor_sync(0xFFFFFFFF, 1, 1)
+
+    monkeypatch.setattr(simulator, "BARRIER_SECONDS", 0.5)
+    with pytest.raises(threading.BrokenBarrierError):
+        lane_0_skips[1, 32](np.zeros(32))
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -389,12 +417,12 @@ def test_the_tuning_sweep_times_every_setting_and_says_which_fail(mnist, monkeyp
 
     monkeypatch.setattr(gpu.CudaLinear, "sparse_fits", lambda self, batch_size: batch_size <= 4)
     before = gpu.THREADS, gpu.SPARSE_THREADS, cuda_device.CHUNK
-    settings = {"dense": [{"THREADS": 8}, {"THREADS": 16}], "sparse": [{"SPARSE_THREADS": 8}],
+    settings = {"dense": [{"THREADS": 8}, {"THREADS": 16}], "sparse": [{"SPARSE_THREADS": 32}],
                 "grid": [{"THREADS": 8, "CHUNK": 4}, {"THREADS": 8, "CHUNK": 0}]}  # fmt: skip
     rows = cuda_tune.tune(mnist, ["dense", "sparse", "grid"], [3, 9], 1, settings, limit=10)
     assert before == (gpu.THREADS, gpu.SPARSE_THREADS, cuda_device.CHUNK)
     expected = [("dense", 3, {"THREADS": 8}), ("dense", 3, {"THREADS": 16}), ("dense", 9, {"THREADS": 8}),
-                ("dense", 9, {"THREADS": 16}), ("sparse", 3, {"SPARSE_THREADS": 8}),
+                ("dense", 9, {"THREADS": 16}), ("sparse", 3, {"SPARSE_THREADS": 32}),
                 ("grid", 3, {"THREADS": 8, "CHUNK": 4}), ("grid", 3, {"THREADS": 8, "CHUNK": 0}),
                 ("grid", 9, {"THREADS": 8, "CHUNK": 4}), ("grid", 9, {"THREADS": 8, "CHUNK": 0})]  # fmt: skip
     assert [(r["kernel"], r["batch_size"], r["setting"]) for r in rows] == expected

@@ -5,8 +5,9 @@ against :mod:`lr_from_scratch.functional` in ``tests/test_kernels.py`` and timed
 - :mod:`.fused`: the fast CPU kernels (sparse uint8 pixels, normalisation folded into the weights, many
   fused SGD steps per call, threads without races), built from the 16-lane pieces in :mod:`.lanes`;
 - :mod:`.llvm`: what they share (fast-math flags, the vectoriser setting, two LLVM intrinsics);
-- :mod:`.cuda_device`: the GPU kernels (Numba's CUDA target), dense and sparse, and :mod:`.cuda`, their host
-  side, validated in Numba's simulator by ``tests/test_cuda.py``.
+- :mod:`.cuda_device`: the GPU kernels (Numba's CUDA target), dense, sparse and grid-wide, and :mod:`.cuda`,
+  their host side, validated in Numba's simulator by ``tests/test_cuda.py`` (:mod:`.simulator` gives it the
+  warp shuffles it lacks).
 
 ``docs/fast.md`` tells the story from the first to the last.
 """

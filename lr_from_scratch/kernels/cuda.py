@@ -24,13 +24,11 @@ from ..errors import first_line
 from . import cuda_device
 from .llvm import compile_report
 
-#: Threads of a block of the dense, grid and inference kernels, and of the sparse kernel's block: at most
-#: 65,536 registers per multiprocessor divided by the registers a thread uses (``tests/test_cuda_compiles.py``
-#: checks it). The simulator runs every thread as a Python thread, so it gets few.
+#: Threads of a block of the dense, grid and inference kernels, and of the sparse kernel's block (whole warps of
+#: 32): at most 65,536 registers per multiprocessor divided by the registers a thread uses
+#: (``tests/test_cuda_compiles.py`` checks it). The simulator runs every thread as a Python thread, so it gets few.
 THREADS = 32 if config.ENABLE_CUDASIM else 256
 SPARSE_THREADS = 32 if config.ENABLE_CUDASIM else 512
-#: The dynamic shared memory a block may ask for without opting in to more (48 KB on every CUDA GPU).
-SHARED_LIMIT = 48 * 1024
 #: Which training kernel :class:`CudaLinear` runs: "auto" (sparse, else grid, where they apply), or one of them.
 KERNELS = ("auto", "dense", "sparse", "grid")
 
@@ -103,8 +101,8 @@ class CudaLinear:
     def sparse_fits(self, batch_size: int) -> bool:
         """Whether the sparse kernel takes batches of ``batch_size`` on this layer (given images with CSR rows)."""
         n_classes, n_pixels = self.W.shape
-        _, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
-        return batch_size <= cuda_device.MAX_BATCH and n_classes <= cuda_device.MAX_CLASSES and n_bytes <= SHARED_LIMIT
+        limits = cuda_device.MAX_BATCH, cuda_device.MAX_CLASSES, cuda_device.MAX_PIXELS
+        return all(size <= limit for size, limit in zip((batch_size, n_classes, n_pixels), limits, strict=True))
 
     def kernel_for(self, images: DeviceImages, batch_size: int) -> str:
         """The training kernel for ``images`` in batches of at most ``batch_size``: ``self.kernel``, with "auto"
@@ -155,11 +153,11 @@ class CudaLinear:
             work = max(largest, chunks * (n_pixels + 1))  # threads phases 1 and 2 can keep busy
             grid_args = (*csr, *common, cuda_device.CHUNK, *scratch, *out)
             return cuda_device.train_steps_grid, (-(-work // THREADS), THREADS), grid_args
-        g_at, n_bytes = cuda_device.shared_bytes(n_classes, n_pixels, self.dtype.itemsize)
-        batch = cuda_device.MAX_BATCH
-        scratch = (g_at, empty((n_pixels, n_classes)), empty(n_classes), empty(n_classes),  # g_at, Wt, const, db
-                   empty(n_classes * cuda_device.WORD), empty(batch, np.float64), empty(batch, np.int64))  # fmt: skip
-        return cuda_device.train_steps_sparse, (1, SPARSE_THREADS, 0, n_bytes), (*csr, *common, *scratch, *out)
+        if SPARSE_THREADS % cuda_device.WORD:
+            raise ValueError(f"the sparse kernel runs on whole warps of {cuda_device.WORD} threads, not on "
+                             f"SPARSE_THREADS = {SPARSE_THREADS}")  # fmt: skip
+        Wt = empty((n_pixels, n_classes))
+        return cuda_device.train_steps_sparse, (1, SPARSE_THREADS), (*csr, *common, Wt, *out)
 
     def evaluate(self, images: DeviceImages, labels) -> tuple[float, float, np.ndarray]:
         """``(mean loss, accuracy, predictions)`` over every row (``images`` and ``labels`` on the device)."""

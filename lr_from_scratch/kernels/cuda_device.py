@@ -19,19 +19,25 @@ grid kernel spreads the larger batches' steps over the whole GPU (a grid-wide ba
    threads do the bias.
 
 **The sparse kernel**, :func:`train_steps_sparse`, reads only the non-zero pixels (about 19% of MNIST's), from
-compressed sparse rows (:class:`~lr_from_scratch.data.sparse.SparseRows`), as the CPU kernels do:
+compressed sparse rows (:class:`~lr_from_scratch.data.sparse.SparseRows`), as the CPU kernels do, and works by
+warps of 32 threads (lanes), which add up their lanes' sums by shuffles (:func:`_warp_sum`), with two barriers a
+step:
 
-1. logits: pairs ``(i, k)`` sum ``W[k, j] p_ij`` over sample ``i``'s non-zero pixels ``j`` only, plus
-   ``const_k = c sum_d W[k, d] + b_k``. Meanwhile each warp marks which pixels its samples have:
-   ``masks[w, d]`` gets bit ``t`` when sample ``32 w + t`` has pixel ``d`` (an atomic OR, whose result does not
-   depend on the order the threads arrive in);
-2. softmax as in the dense kernel, into ``g`` in shared memory;
-3. gradient and update: thread ``t`` owns pixels ``d`` and walks the set bits of ``masks[:, d]``, lowest first,
-   so its sum ``sum_i g_ik p_id`` visits the samples that have the pixel, in sample order, and nothing else;
-4. ``sum_d W[k, d]`` of the new weights, for the next step's constants, in a fixed order.
+1. a warp per sample: its lanes share out its non-zero pixels ``j``, each lane summing ``W[k, j] p_ij`` for every
+   class in registers; the warp adds up the lanes' sums, adds ``const_k = c sum_d W[k, d] + b_k``, and one lane
+   does the softmax into ``g`` (shared memory). Meanwhile the warp marks the *groups* of 32 pixels the sample has
+   a pixel in: ``masks[w, q]`` gets bit ``t`` when sample ``32 w + t`` has a pixel in group ``q`` (an atomic OR,
+   whose result does not depend on the order the threads arrive in);
+2. every warp sums the bias gradient ``db_k = sum_i g_ik`` for itself; the last one, the step's loss and correct
+   count;
+3. a warp per group, a lane per pixel ``d``: it walks the set bits of the group's masks, lowest first, the whole
+   warp reading one sample's 32 pixels at a time, so the sum ``sum_i g_ik p_id`` visits the samples that have a
+   pixel in the group, in sample order; then the SGD update, and the group's share of ``sum_d W[k, d]`` of the
+   new weights, for the next step's constants.
 
-Its limits: batches of at most :data:`MAX_BATCH` samples (two mask words per pixel) and :data:`MAX_CLASSES`
-classes (a pixel owner's accumulators).
+Its limits: batches of at most :data:`MAX_BATCH` samples (two mask words per group), :data:`MAX_CLASSES` classes
+(a lane's accumulators) and :data:`MAX_PIXELS` pixels (the groups a lane marks are the bits of one word), on a
+block of whole warps.
 
 **The grid kernel**, :func:`train_steps_grid`, runs on a cooperative grid (every block resident at once) for the
 batches above that: a thread per sample for the logits, a thread per (chunk of samples, pixel) for the
@@ -51,25 +57,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, uint32
+from numba import config, cuda, float64, int64, uint32
 
-#: The sparse kernel's samples per mask word (a uint32), mask words per pixel, and so the largest batch it takes.
+from .simulator import install
+
+if config.ENABLE_CUDASIM:  # the warp shuffles the sparse kernel sums with, and barriers that do not spin
+    install()
+
+#: Lanes of a warp, and the sparse kernel's samples per mask word (a uint32) and pixels per group (a lane each).
 WORD = 32
+#: Every lane of a warp takes part in its shuffles.
+FULL_WARP = 0xFFFFFFFF
+#: The sparse kernel's mask words per pixel group, and so the largest batch it takes.
 MASK_WORDS = 2
 MAX_BATCH = WORD * MASK_WORDS
 #: The most classes of the sparse and the grid kernels: a thread keeps one accumulator per class, in registers.
 MAX_CLASSES = 16
+#: The most pixels of the sparse kernel: a lane marks the groups its pixels fall in as the bits of one word.
+MAX_PIXELS = WORD * WORD
 #: The grid kernel's samples per chunk: each (chunk, pixel) thread sums its share of the gradient over them.
 CHUNK = 256
-
-
-def shared_bytes(n_classes: int, n_pixels: int, itemsize: int) -> tuple[int, int]:
-    """The dynamic shared memory a launch of the sparse kernel needs: ``(g_at, n_bytes)``. The masks,
-    ``MASK_WORDS * n_pixels`` uint32, come first; ``g``, ``MAX_BATCH * n_classes`` floats of ``itemsize`` bytes,
-    starts at float index ``g_at`` after them."""
-    mask_bytes = 4 * MASK_WORDS * n_pixels
-    g_at = -(-mask_bytes // itemsize)  # the first whole float after the masks
-    return g_at, (g_at + MAX_BATCH * n_classes) * itemsize
 
 
 @cuda.jit
@@ -167,88 +174,184 @@ def softmax_gradient(z, label, batch):
 
 @cuda.jit
 def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a, c, W, b, bufW, bufb, first, lr,
-                       momentum, one_minus_dampening, weight_decay, nesterov, g_at, Wt, const, db, partial,
-                       sample_loss, sample_correct, loss, correct):  # fmt: skip
+                       momentum, one_minus_dampening, weight_decay, nesterov, Wt, loss, correct):  # fmt: skip
     """The sparse kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s`` (each at most MAX_BATCH
-    samples), in one block, launched with :func:`shared_bytes` of dynamic shared memory.
+    samples), in one block of whole warps.
 
     dense (n, D) the images as they are, and their non-zero entries as CSR: indptr (n + 1,) int64, indices
     (nnz,) uint16, values (nnz,); labels (n,) int64, order (n,) and starts (S + 1,) int64. W (K, D), b (1, K),
-    their momentum buffers, ``first`` and the scalars as for the dense kernel. ``g_at``: where ``g`` starts in shared
-    memory. Scratch in the weights' dtype: Wt (D, K), the weights transposed, so that one pixel's weights are
-    side by side for the logits' gathers (kept equal to W); const, db (K,) and partial (K * 32,). sample_loss
-    (MAX_BATCH,) float64, sample_correct (MAX_BATCH,) int64. Out: loss (S,) float64 and correct (S,) int64.
+    their momentum buffers, ``first`` and the scalars as for the dense kernel; K at most MAX_CLASSES, D at most
+    MAX_PIXELS. Scratch: Wt (D, K) in the weights' dtype, the weights transposed, so that one pixel's weights are
+    side by side for the logits' gathers (kept equal to W). Out: loss (S,) float64 and correct (S,) int64.
     """
     tid, threads = cuda.threadIdx.x, cuda.blockDim.x
-    lanes = min(threads, WORD)  # the threads that split one sample's pixels: a warp's, or a smaller block's
-    lane, warp, warps = tid % lanes, tid // lanes, threads // lanes
+    lane, warp, warps = tid % WORD, tid // WORD, threads // WORD
     n_classes, n_pixels = W.shape
+    n_groups = (n_pixels + WORD - 1) // WORD  # pixel groups: a warp's 32 lanes, one pixel each
     zero = a - a  # 0 in the weights' dtype
-    masks = cuda.shared.array(0, uint32)  # masks[w * D + d]: bit t for sample 32 w + t having pixel d
-    g = cuda.shared.array(0, W.dtype)[g_at : g_at + MAX_BATCH * n_classes]  # g[i * K + k]: logits, then dL/dz
-    for word in range(tid, MASK_WORDS * n_pixels, threads):
-        masks[word] = 0
+    masks = cuda.shared.array((MASK_WORDS, WORD), uint32)  # masks[w, q]: bit t for sample 32 w + t in group q
+    g = cuda.shared.array((MAX_BATCH, MAX_CLASSES), W.dtype)  # logits, then dL/dz
+    rows = cuda.shared.array(MAX_BATCH, int64)  # the step's rows of the images
+    sample_loss = cuda.shared.array(MAX_BATCH, float64)
+    sample_correct = cuda.shared.array(MAX_BATCH, int64)
+    column_sums = cuda.shared.array((WORD, MAX_CLASSES), W.dtype)  # column_sums[q, k]: W[k, d] over group q
+    # each warp's copy of the step's constants c sum_d W[k, d] + b_k, then of the bias gradient: in shared memory,
+    # not in registers, which the lanes' accumulators fill
+    const = cuda.shared.array((WORD, MAX_CLASSES), W.dtype)[warp]
+    db = cuda.shared.array((WORD, MAX_CLASSES), W.dtype)[warp]
+    for word in range(tid, MASK_WORDS * WORD, threads):
+        masks[word // WORD, word % WORD] = 0
     _transpose(W, Wt, tid, threads)
-    _fold_constants(W, b, c, partial, const, tid, threads)
+    for q in range(warp, n_groups, warps):
+        _group_sums(W, column_sums, q, lane)
+    first_step = first[0]
+    cuda.syncthreads()
     for s in range(starts.shape[0] - 1):
         lo, hi = starts[s], starts[s + 1]
         batch = hi - lo
-        # 1. logits over the non-zero pixels; each pixel's bitmask of the samples that have it
-        for pair in range(tid, batch * n_classes, threads):
-            i, k = pair // n_classes, pair % n_classes
-            row = order[lo + i]
-            dot = zero
-            for j in range(indptr[row], indptr[row + 1]):
-                dot += Wt[indices[j], k] * values[j]
-            g[pair] = a * dot + const[k]
+        # 1. a warp per sample: its lanes share out its non-zero pixels, each summing W[k, j] p_ij for every class
+        #    in registers, then the warp adds up the lanes' sums; the groups it has pixels in; its softmax
+        for k in range(MAX_CLASSES):
+            if k < n_classes:
+                total = _warp_sum(column_sums[lane, k] if lane < n_groups else zero)
+                if lane == 0:  # the one lane that reads them
+                    const[k] = c * total + b[0, k]
         for i in range(warp, batch, warps):
-            row, bit = order[lo + i], np.uint32(1 << (i % WORD))
-            for j in range(indptr[row] + lane, indptr[row + 1], lanes):
-                cuda.atomic.or_(masks, (i // WORD) * n_pixels + indices[j], bit)
+            row = order[lo + i]
+            z = cuda.local.array(MAX_CLASSES, W.dtype)
+            for k in range(MAX_CLASSES):
+                z[k] = zero
+            groups = 0  # bit q: this lane met a pixel of group q
+            end = indptr[row + 1]
+            for j in range(indptr[row] + lane, end, 2 * WORD):  # two pixels at a time, both loads in flight
+                col, value = indices[j], values[j]
+                more = j + WORD < end
+                col_next, value_next = (indices[j + WORD], values[j + WORD]) if more else (col, value)
+                groups |= 1 << (int64(col) // WORD)  # int64: a uint16 shift would lose bits 16 up
+                _accumulate(z, Wt, col, value, n_classes)
+                if more:
+                    groups |= 1 << (int64(col_next) // WORD)
+                    _accumulate(z, Wt, col_next, value_next, n_classes)
+            for k in range(MAX_CLASSES):
+                if k < n_classes:
+                    z[k] = _warp_sum(z[k])
+            groups = _warp_or(groups)
+            if lane < n_groups and (groups >> lane) & 1:
+                cuda.atomic.or_(masks, (i // WORD, lane), np.uint32(1 << (i % WORD)))
+            if lane == 0:
+                rows[i] = row
+                for k in range(MAX_CLASSES):
+                    if k < n_classes:
+                        g[i, k] = a * z[k] + const[k]
+                label = labels[row]
+                sample_loss[i], best = softmax_gradient(g[i, :n_classes], label, batch)
+                sample_correct[i] = best == label
         cuda.syncthreads()
-        # 2. softmax through the max shift: each sample's loss and prediction, and g <- (p - onehot(y)) / B
-        for i in range(tid, batch, threads):
-            label = labels[order[lo + i]]
-            sample_loss[i], best = softmax_gradient(g[i * n_classes : (i + 1) * n_classes], label, batch)
-            sample_correct[i] = best == label
-        cuda.syncthreads()
-        for k in range(tid, n_classes, threads):  # the bias gradient, also the weights' rank-one term
-            total = zero
-            for i in range(batch):
-                total += g[i * n_classes + k]
-            db[k] = total
-        if tid == 0:  # the step's loss and correct count, in sample order
-            loss[s], correct[s] = _sum_in_order(sample_loss, sample_correct, 0, batch)
-        cuda.syncthreads()
-        # 3. a thread per pixel: its samples from the masks, lowest first; then the SGD update
-        first_step = first[0]
-        for d in range(tid, n_pixels, threads):
-            # the accumulators stay in registers: every loop over them has a constant length, so it unrolls
+        # 2. every warp: the bias gradient db_k = sum_i g_ik (also the weights' rank-one term); the last warp: the
+        #    step's loss and correct count
+        for k in range(MAX_CLASSES):
+            if k < n_classes:
+                total = _warp_sum(_pair(g[:, k], lane, batch, zero))
+                if lane == 0:
+                    db[k] = total
+        cuda.syncwarp(FULL_WARP)
+        if warp == warps - 1:
+            step_loss = _warp_sum(_pair(sample_loss, lane, batch, 0.0))
+            step_correct = _warp_sum(_pair(sample_correct, lane, batch, 0))
+            if lane == 0:
+                loss[s], correct[s] = step_loss, step_correct
+        # 3. a warp per group of 32 pixels, a lane per pixel: the group's samples from its masks, lowest first, each
+        #    one pixel row read by the whole warp; then the SGD update and the group's new column sums
+        for q in range(warp, n_groups, warps):
+            d = q * WORD + lane
+            inside = d < n_pixels
+            column = min(d, n_pixels - 1)
             grad = cuda.local.array(MAX_CLASSES, W.dtype)
             for k in range(MAX_CLASSES):
                 grad[k] = zero
             for word in range(MASK_WORDS):
-                bits = masks[word * n_pixels + d]
-                masks[word * n_pixels + d] = 0  # ready for the next step
-                while bits:
+                bits = masks[word, q]  # the group's samples: bit t for sample 32 word + t
+                while bits:  # two samples at a time, both loads in flight before either is used
                     i = word * WORD + cuda.ffs(bits) - 1
                     bits &= bits - 1
-                    p = dense[order[lo + i], d]
-                    for k in range(MAX_CLASSES):
-                        if k < n_classes:
-                            grad[k] += g[i * n_classes + k] * p
+                    p = dense[rows[i], column]
+                    i_next, p_next = i, p
+                    if bits:
+                        i_next = word * WORD + cuda.ffs(bits) - 1
+                        bits &= bits - 1
+                        p_next = dense[rows[i_next], column]
+                    if inside and p != 0:
+                        _accumulate(grad, g, i, p, n_classes)
+                    if i_next != i and inside and p_next != 0:
+                        _accumulate(grad, g, i_next, p_next, n_classes)
+            cuda.syncwarp(FULL_WARP)  # every lane has read the masks
+            if lane < MASK_WORDS:
+                masks[lane, q] = 0  # ready for the next step
             for k in range(MAX_CLASSES):
-                if k < n_classes:
+                if k < n_classes and inside:
                     sgd_step(W, bufW, k, d, a * grad[k] + c * db[k], lr, weight_decay, first_step, momentum,
                              one_minus_dampening, nesterov)  # fmt: skip
                     Wt[d, k] = W[k, d]
-        for k in range(tid, n_classes, threads):
-            sgd_step(b, bufb, 0, k, db[k], lr, weight_decay, first_step, momentum, one_minus_dampening, nesterov)
+            _group_sums(W, column_sums, q, lane)
+        if warp == 0 and lane < n_classes:  # the bias, a lane per class
+            sgd_step(b, bufb, 0, lane, db[lane], lr, weight_decay, first_step, momentum, one_minus_dampening,
+                     nesterov)  # fmt: skip
+        first_step = False
         cuda.syncthreads()
-        if tid == 0:
-            first[0] = False
-        # 4. the folded constants of the new weights, for the next step
-        _fold_constants(W, b, c, partial, const, tid, threads)
+    if tid == 0 and starts.shape[0] > 1:
+        first[0] = False
+
+
+@cuda.jit(device=True, inline=True)
+def _accumulate(sums, rows, i, p, n_classes):
+    """``sums[k] += rows[i, k] p`` for every class ``k``: a thread's accumulators, kept in registers (the loop over
+    them has a constant length, so it unrolls). Both sums of the sparse kernel: its logits (``rows`` = Wt, ``i``
+    a pixel) and its gradient (``rows`` = g, ``i`` a sample)."""
+    for k in range(MAX_CLASSES):
+        if k < n_classes:
+            sums[k] += rows[i, k] * p
+
+
+@cuda.jit(device=True, inline=True)
+def _warp_sum(value):
+    """The sum of ``value`` over the 32 lanes of a warp, in every lane: a butterfly, each lane adding the value of
+    lane ``lane ^ 16``, then ``lane ^ 8``, down to ``lane ^ 1``. The two lanes of a pair add the same two numbers,
+    so every lane ends with the same bits, and the order is the lanes', so every run too."""
+    offset = WORD // 2
+    while offset:
+        value += cuda.shfl_xor_sync(FULL_WARP, value, offset)
+        offset //= 2
+    return value
+
+
+@cuda.jit(device=True, inline=True)
+def _warp_or(bits):
+    """The bitwise OR of ``bits`` over the 32 lanes of a warp, in every lane (a butterfly as :func:`_warp_sum`)."""
+    offset = WORD // 2
+    while offset:
+        bits |= cuda.shfl_xor_sync(FULL_WARP, bits, offset)
+        offset //= 2
+    return bits
+
+
+@cuda.jit(device=True, inline=True)
+def _pair(column, lane, batch, zero):
+    """Lane ``lane``'s share of a sum over a batch of at most 64: ``column[lane] + column[lane + 32]``, each term
+    ``zero`` past ``batch``."""
+    first = column[lane] if lane < batch else zero
+    return first + column[lane + WORD] if lane + WORD < batch else first
+
+
+@cuda.jit(device=True, inline=True)
+def _group_sums(W, column_sums, q, lane):
+    """``column_sums[q, k] = sum of W[k, d]`` over group ``q``'s pixels ``d = 32 q + lane``, by one warp."""
+    n_classes, n_pixels = W.shape
+    d = q * WORD + lane
+    for k in range(MAX_CLASSES):
+        if k < n_classes:
+            total = _warp_sum(W[k, d] if d < n_pixels else W.dtype.type(0))
+            if lane == 0:
+                column_sums[q, k] = total
 
 
 @cuda.jit
