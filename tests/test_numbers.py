@@ -71,10 +71,9 @@ DEFINITIONS = {
     "65,536": "the 32-bit registers of a multiprocessor (every CUDA GPU since compute capability 5.0)",
     "9.0": "the compute capability of an H100",
     "512": "the sparse CUDA kernel's block size (SPARSE_THREADS)",
-    "1,024": "the most threads a CUDA block can have",
+    "1,024": "the most threads a CUDA block can have; the most pixels of the sparse CUDA kernel (MAX_PIXELS)",
     "2,048": "the most threads an H100's multiprocessor holds at once",
     "8192": "the largest batch size of the benchmarks",
-    "48 KB": "the dynamic shared memory a CUDA block may ask for without opting in (SHARED_LIMIT)",
 }
 #: Each page's sources: the outputs and records whose values it may quote.
 SOURCES = {
