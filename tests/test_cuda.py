@@ -89,16 +89,16 @@ def memory_that_was_never_written_holds_garbage(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def several_blocks(request, monkeypatch):
-    """Every test of the grid kernel runs it on several blocks: 8 threads a block, so even these small problems
-    take several. The simulator runs a grid's blocks one after the other, which a grid-wide barrier cannot
-    survive, so there every block runs at once instead (3 of them), with real barriers, the block's and the
-    grid's: work shared out by block or by grid, and a barrier some thread misses, show."""
+    """Every test of the grid kernel runs it on several blocks: one warp of 32 threads a block, so even these small
+    problems take several (a warp a sample). The simulator runs a grid's blocks one after the other, which a
+    grid-wide barrier cannot survive, so there every block runs at once instead (3 of them), with real barriers,
+    the block's and the grid's: work shared out by block or by grid, and a barrier some thread misses, show."""
     callspec = getattr(request.node, "callspec", None)
     if callspec is None or callspec.params.get("kernel") != "grid":
         return
     import lr_from_scratch.kernels.cuda as gpu
 
-    monkeypatch.setattr(gpu, "THREADS", 8)
+    monkeypatch.setattr(gpu, "THREADS", 32)
     if not config.ENABLE_CUDASIM:
         return
     from numba.cuda.simulator import kernel as simulated
@@ -353,6 +353,28 @@ def test_a_lane_that_misses_a_shuffle_fails_the_simulated_launch(monkeypatch):
         lane_0_skips[1, 32](np.zeros(32))
 
 
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="on a GPU what these do is undefined")
+def test_the_simulated_warp_functions_refuse_what_a_gpu_leaves_undefined():
+    """Lanes of one warp at different warp functions, and a shuffle of all 32 lanes in a warp of 16 (a block of
+    48 threads), each fail the launch with one line."""
+
+    @cuda.jit
+    def mixed(out):
+        if cuda.threadIdx.x == 0:
+            cuda.syncwarp(0xFFFFFFFF)
+        else:
+            out[cuda.threadIdx.x] = cuda.shfl_xor_sync(0xFFFFFFFF, 1, 1)
+
+    @cuda.jit
+    def shuffle(out):
+        out[cuda.threadIdx.x] = cuda.shfl_xor_sync(0xFFFFFFFF, 1, 1)
+
+    with pytest.raises(RuntimeError, match="the lanes of a warp met at different warp functions"):
+        mixed[1, 32](np.zeros(32))
+    with pytest.raises(RuntimeError, match="shfl_xor_sync with mask 0xffffffff in a warp of 16 threads"):
+        shuffle[1, 48](np.zeros(48))
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_a_run_gives_the_same_bits_every_time(problem, kernel):
     """Every sum in a fixed order: on a GPU, where threads race, two runs still agree bit for bit (the simulator
@@ -418,13 +440,13 @@ def test_the_tuning_sweep_times_every_setting_and_says_which_fail(mnist, monkeyp
     monkeypatch.setattr(gpu.CudaLinear, "sparse_fits", lambda self, batch_size: batch_size <= 4)
     before = gpu.THREADS, gpu.SPARSE_THREADS, cuda_device.CHUNK
     settings = {"dense": [{"THREADS": 8}, {"THREADS": 16}], "sparse": [{"SPARSE_THREADS": 32}],
-                "grid": [{"THREADS": 8, "CHUNK": 4}, {"THREADS": 8, "CHUNK": 0}]}  # fmt: skip
+                "grid": [{"THREADS": 32, "CHUNK": 4}, {"THREADS": 32, "CHUNK": 0}]}  # fmt: skip
     rows = cuda_tune.tune(mnist, ["dense", "sparse", "grid"], [3, 9], 1, settings, limit=10)
     assert before == (gpu.THREADS, gpu.SPARSE_THREADS, cuda_device.CHUNK)
     expected = [("dense", 3, {"THREADS": 8}), ("dense", 3, {"THREADS": 16}), ("dense", 9, {"THREADS": 8}),
                 ("dense", 9, {"THREADS": 16}), ("sparse", 3, {"SPARSE_THREADS": 32}),
-                ("grid", 3, {"THREADS": 8, "CHUNK": 4}), ("grid", 3, {"THREADS": 8, "CHUNK": 0}),
-                ("grid", 9, {"THREADS": 8, "CHUNK": 4}), ("grid", 9, {"THREADS": 8, "CHUNK": 0})]  # fmt: skip
+                ("grid", 3, {"THREADS": 32, "CHUNK": 4}), ("grid", 3, {"THREADS": 32, "CHUNK": 0}),
+                ("grid", 9, {"THREADS": 32, "CHUNK": 4}), ("grid", 9, {"THREADS": 32, "CHUNK": 0})]  # fmt: skip
     assert [(r["kernel"], r["batch_size"], r["setting"]) for r in rows] == expected
     for row in rows:
         if row["setting"].get("CHUNK") == 0:
@@ -432,7 +454,7 @@ def test_the_tuning_sweep_times_every_setting_and_says_which_fail(mnist, monkeyp
         else:
             assert row["samples_per_second"] > 0 and "error" not in row
     page = cuda_tune.markdown(rows, [3, 9])
-    assert "| THREADS 8, CHUNK 0 | fails: ZeroDivisionError" in page
+    assert "| THREADS 32, CHUNK 0 | fails: ZeroDivisionError" in page
     assert page.count("**") == 2 * 5  # the best of each kernel's columns: dense 2, sparse 1, grid 2
 
 

@@ -129,7 +129,7 @@ class CudaLinear:
     def launch(self, images: DeviceImages, labels, order, starts: np.ndarray, largest: int, lr: float):
         """``(kernel, launch configuration, arguments)`` of the training launch: the dense, sparse or grid kernel,
         the steps' scratch and outputs allocated (the last two arguments: each step's loss sum and correct count).
-        The grid kernel's configuration asks for a block per 256 threads of work; :meth:`train_steps` caps it."""
+        The grid kernel's configuration asks for a block per THREADS threads of work; :meth:`train_steps` caps it."""
         n_classes, n_pixels = self.W.shape
 
         def empty(shape, dtype=self.dtype):
@@ -145,17 +145,16 @@ class CudaLinear:
                        empty(largest, np.int64))  # fmt: skip
             return cuda_device.train_steps_dense, (1, THREADS), (images.dense, *common, *scratch, *out)
         if kind == "grid":
+            _whole_warps("grid", THREADS, "THREADS")
             chunks = -(-largest // cuda_device.CHUNK)
             scratch = (empty((n_pixels, n_classes)), empty((largest, n_classes)),  # Wt, g
                        empty(largest, np.float64), empty(largest, np.int64),  # each sample's loss and correct
                        empty((chunks, n_classes, n_pixels + 1)), empty(chunks, np.float64), empty(chunks, np.int64),
                        empty(n_classes), empty(n_classes), empty(n_classes * cuda_device.WORD))  # fmt: skip
-            work = max(largest, chunks * (n_pixels + 1))  # threads phases 1 and 2 can keep busy
+            work = max(largest * cuda_device.WORD, chunks * (n_pixels + 1))  # threads phases 1 and 2 keep busy
             grid_args = (*csr, *common, cuda_device.CHUNK, *scratch, *out)
             return cuda_device.train_steps_grid, (-(-work // THREADS), THREADS), grid_args
-        if SPARSE_THREADS % cuda_device.WORD:
-            raise ValueError(f"the sparse kernel runs on whole warps of {cuda_device.WORD} threads, not on "
-                             f"SPARSE_THREADS = {SPARSE_THREADS}")  # fmt: skip
+        _whole_warps("sparse", SPARSE_THREADS, "SPARSE_THREADS")
         Wt = empty((n_pixels, n_classes))
         return cuda_device.train_steps_sparse, (1, SPARSE_THREADS), (*csr, *common, Wt, *out)
 
@@ -174,6 +173,14 @@ class CudaLinear:
         out = (cuda.device_array(n, dtype=np.float64), cuda.device_array(n, dtype=np.int64))
         blocks = ((n + THREADS - 1) // THREADS, THREADS)
         return cuda_device.evaluate, blocks, (images.dense, labels, self.a, self.c, self.W, self.b, *out)
+
+
+def _whole_warps(kernel: str, threads: int, name: str) -> None:
+    """Refuse a block of ``threads`` threads (the constant ``name``) for ``kernel`` unless they are whole warps: its
+    warps add up their lanes' sums by shuffles, which need every lane."""
+    if threads % cuda_device.WORD:
+        raise ValueError(f"the {kernel} kernel runs on whole warps of {cuda_device.WORD} threads, not on "
+                         f"{name} = {threads}")  # fmt: skip
 
 
 @functools.cache

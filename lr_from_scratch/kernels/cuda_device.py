@@ -40,10 +40,10 @@ Its limits: batches of at most :data:`MAX_BATCH` samples (two mask words per gro
 block of whole warps.
 
 **The grid kernel**, :func:`train_steps_grid`, runs on a cooperative grid (every block resident at once) for the
-batches above that: a thread per sample for the logits, a thread per (chunk of samples, pixel) for the
-gradient's shares, the shares summed in chunk order; :data:`CHUNK` fixes every sum's order, whatever the grid's
-size. :mod:`.cuda` picks the sparse kernel, else the grid kernel, else (more than :data:`MAX_CLASSES` classes)
-the dense one.
+batches above that: a warp per sample for the logits (as in the sparse kernel, :func:`_warp_logits`), a thread per
+(chunk of samples, pixel) for the gradient's shares, a thread per (class, pixel) to sum them in chunk order;
+:data:`CHUNK` fixes every sum's order, whatever the grid's size. :mod:`.cuda` picks the sparse kernel, else the
+grid kernel, else (more than :data:`MAX_CLASSES` classes) the dense one.
 
 **Inference**, :func:`evaluate`, takes a thread per image.
 
@@ -73,6 +73,10 @@ MASK_WORDS = 2
 MAX_BATCH = WORD * MASK_WORDS
 #: The most classes of the sparse and the grid kernels: a thread keeps one accumulator per class, in registers.
 MAX_CLASSES = 16
+#: The rows of the sparse kernel's shared arrays that the 32 lanes of a warp read a row each of (g, column_sums):
+#: one longer than MAX_CLASSES, so that lane l's entry k falls in a memory bank of its own (with rows of 16 the
+#: lanes would share two of the 32 banks, and take turns at them).
+PADDED_CLASSES = MAX_CLASSES + 1
 #: The most pixels of the sparse kernel: a lane marks the groups its pixels fall in as the bits of one word.
 MAX_PIXELS = WORD * WORD
 #: The grid kernel's samples per chunk: each (chunk, pixel) thread sums its share of the gradient over them.
@@ -190,11 +194,11 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
     n_groups = (n_pixels + WORD - 1) // WORD  # pixel groups: a warp's 32 lanes, one pixel each
     zero = a - a  # 0 in the weights' dtype
     masks = cuda.shared.array((MASK_WORDS, WORD), uint32)  # masks[w, q]: bit t for sample 32 w + t in group q
-    g = cuda.shared.array((MAX_BATCH, MAX_CLASSES), W.dtype)  # logits, then dL/dz
+    g = cuda.shared.array((MAX_BATCH, PADDED_CLASSES), W.dtype)  # logits, then dL/dz
     rows = cuda.shared.array(MAX_BATCH, int64)  # the step's rows of the images
     sample_loss = cuda.shared.array(MAX_BATCH, float64)
     sample_correct = cuda.shared.array(MAX_BATCH, int64)
-    column_sums = cuda.shared.array((WORD, MAX_CLASSES), W.dtype)  # column_sums[q, k]: W[k, d] over group q
+    column_sums = cuda.shared.array((WORD, PADDED_CLASSES), W.dtype)  # column_sums[q, k]: W[k, d] over group q
     # each warp's copy of the step's constants c sum_d W[k, d] + b_k, then of the bias gradient: in shared memory,
     # not in registers, which the lanes' accumulators fill
     const = cuda.shared.array((WORD, MAX_CLASSES), W.dtype)[warp]
@@ -218,24 +222,9 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
                     const[k] = c * total + b[0, k]
         for i in range(warp, batch, warps):
             row = order[lo + i]
+            label = labels[row]  # loaded now, ready when the logits are
             z = cuda.local.array(MAX_CLASSES, W.dtype)
-            for k in range(MAX_CLASSES):
-                z[k] = zero
-            groups = 0  # bit q: this lane met a pixel of group q
-            end = indptr[row + 1]
-            for j in range(indptr[row] + lane, end, 2 * WORD):  # two pixels at a time, both loads in flight
-                col, value = indices[j], values[j]
-                more = j + WORD < end
-                col_next, value_next = (indices[j + WORD], values[j + WORD]) if more else (col, value)
-                groups |= 1 << (int64(col) // WORD)  # int64: a uint16 shift would lose bits 16 up
-                _accumulate(z, Wt, col, value, n_classes)
-                if more:
-                    groups |= 1 << (int64(col_next) // WORD)
-                    _accumulate(z, Wt, col_next, value_next, n_classes)
-            for k in range(MAX_CLASSES):
-                if k < n_classes:
-                    z[k] = _warp_sum(z[k])
-            groups = _warp_or(groups)
+            groups = _warp_logits(z, row, lane, indptr, indices, values, Wt, zero)
             if lane < n_groups and (groups >> lane) & 1:
                 cuda.atomic.or_(masks, (i // WORD, lane), np.uint32(1 << (i % WORD)))
             if lane == 0:
@@ -243,7 +232,6 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
                 for k in range(MAX_CLASSES):
                     if k < n_classes:
                         g[i, k] = a * z[k] + const[k]
-                label = labels[row]
                 sample_loss[i], best = softmax_gradient(g[i, :n_classes], label, batch)
                 sample_correct[i] = best == label
         cuda.syncthreads()
@@ -313,6 +301,39 @@ def _accumulate(sums, rows, i, p, n_classes):
 
 
 @cuda.jit(device=True, inline=True)
+def _warp_logits(z, row, lane, indptr, indices, values, Wt, zero):
+    """Sample ``row``'s logits before the constants, ``z[k] = sum_j Wt[j, k] p_j`` over its non-zero pixels
+    ``j``, by one warp, in every lane: lane ``l`` takes the pixels ``l, l + 32, ...`` of the row (two at a time,
+    both loads in flight before either is used), then :func:`_warp_sum` adds up the lanes' sums. Returns the
+    groups of 32 pixels the row has a pixel in, as the bits of an int64 (bit ``q`` for group ``q``)."""
+    n_classes = Wt.shape[1]
+    for k in range(MAX_CLASSES):
+        z[k] = zero
+    groups = 0
+    end = indptr[row + 1]
+    for j in range(indptr[row] + lane, end, 2 * WORD):
+        col, value = indices[j], values[j]
+        more = j + WORD < end
+        col_next, value_next = (indices[j + WORD], values[j + WORD]) if more else (col, value)
+        groups |= _group_bit(col)
+        _accumulate(z, Wt, col, value, n_classes)
+        if more:
+            groups |= _group_bit(col_next)
+            _accumulate(z, Wt, col_next, value_next, n_classes)
+    for k in range(MAX_CLASSES):
+        if k < n_classes:
+            z[k] = _warp_sum(z[k])
+    return _warp_or(groups)
+
+
+@cuda.jit(device=True, inline=True)
+def _group_bit(col):
+    """Bit ``q`` of an int64 for pixel ``col`` of group ``q`` (an int64: a uint16 shift would lose bits 16 up). Past
+    the 64th group the bits repeat, which only the grid kernel's wider images reach, and it ignores them."""
+    return 1 << ((int64(col) // WORD) & 63)
+
+
+@cuda.jit(device=True, inline=True)
 def _warp_sum(value):
     """The sum of ``value`` over the 32 lanes of a warp, in every lane: a butterfly, each lane adding the value of
     lane ``lane ^ 16``, then ``lane ^ 8``, down to ``lane ^ 1``. The two lanes of a pair add the same two numbers,
@@ -370,6 +391,7 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
     grid = cuda.cg.this_grid()
     at, stride = cuda.grid(1), cuda.gridsize(1)
     tid, threads, leader = cuda.threadIdx.x, cuda.blockDim.x, cuda.blockIdx.x == 0
+    lane = tid % WORD
     n_classes, n_pixels = W.shape
     zero = a - a
     _transpose(W, Wt, at, stride)
@@ -380,24 +402,19 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
         lo, hi = starts[s], starts[s + 1]
         batch = hi - lo
         n_chunks = (batch + chunk - 1) // chunk
-        # 1. a thread per sample: its logits over its non-zero pixels (accumulated in registers), then its softmax,
-        #    loss and prediction, with g <- (p - onehot(y)) / B
-        for i in range(at, batch, stride):
+        # 1. a warp per sample, as in the sparse kernel: its logits over its non-zero pixels, then one lane does its
+        #    softmax, loss and prediction, with g <- (p - onehot(y)) / B
+        for i in range(at // WORD, batch, stride // WORD):
             row = order[lo + i]
+            label = labels[row]
             z = cuda.local.array(MAX_CLASSES, W.dtype)
-            for k in range(MAX_CLASSES):
-                z[k] = zero
-            for j in range(indptr[row], indptr[row + 1]):
-                col, value = indices[j], values[j]
+            _warp_logits(z, row, lane, indptr, indices, values, Wt, zero)
+            if lane == 0:
                 for k in range(MAX_CLASSES):
                     if k < n_classes:
-                        z[k] += Wt[col, k] * value
-            for k in range(MAX_CLASSES):
-                if k < n_classes:
-                    g[i, k] = a * z[k] + const[k]
-            label = labels[row]
-            sample_loss[i], best = softmax_gradient(g[i], label, batch)
-            sample_correct[i] = best == label
+                        g[i, k] = a * z[k] + const[k]
+                sample_loss[i], best = softmax_gradient(g[i], label, batch)
+                sample_correct[i] = best == label
         grid.sync()
         # 2. a thread per (chunk, pixel): the chunk's share of the gradient, in sample order; pixel D stands for the
         #    bias (its value is 1) and also sums the chunk's losses and correct predictions
@@ -408,12 +425,14 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
             for k in range(MAX_CLASSES):
                 acc[k] = zero
             if d < n_pixels:
-                for i in range(first_i, last_i):
+                for i in range(first_i, last_i, 2):  # two samples at a time, both loads in flight
                     p = dense[order[lo + i], d]
+                    more = i + 1 < last_i
+                    p_next = dense[order[lo + i + 1], d] if more else p
                     if p != 0:
-                        for k in range(MAX_CLASSES):
-                            if k < n_classes:
-                                acc[k] += g[i, k] * p
+                        _accumulate(acc, g, i, p, n_classes)
+                    if more and p_next != 0:
+                        _accumulate(acc, g, i + 1, p_next, n_classes)
             else:
                 for i in range(first_i, last_i):
                     for k in range(MAX_CLASSES):
@@ -433,16 +452,17 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
         if at == 0:
             loss[s], correct[s] = _sum_in_order(lpart, cpart, 0, n_chunks)
         grid.sync()
-        # 4. a thread per pixel: its gradient over the chunks in order, then the SGD update; the bias likewise
+        # 4. a thread per (class, pixel): its gradient over the chunks in order, then the SGD update (K times the
+        #    threads a thread per pixel would keep busy, each with a K-th of the loads in a row); the bias likewise
         first_step = first[0]
-        for d in range(at, n_pixels, stride):
-            for k in range(n_classes):
-                total = zero
-                for part in range(n_chunks):
-                    total += gpart[part, k, d]
-                sgd_step(W, bufW, k, d, a * total + c * db[k], lr, weight_decay, first_step, momentum,
-                         one_minus_dampening, nesterov)  # fmt: skip
-                Wt[d, k] = W[k, d]
+        for pair in range(at, n_classes * n_pixels, stride):
+            k, d = pair // n_pixels, pair % n_pixels
+            total = zero
+            for part in range(n_chunks):
+                total += gpart[part, k, d]
+            sgd_step(W, bufW, k, d, a * total + c * db[k], lr, weight_decay, first_step, momentum,
+                     one_minus_dampening, nesterov)  # fmt: skip
+            Wt[d, k] = W[k, d]
         for k in range(at, n_classes, stride):
             sgd_step(b, bufb, 0, k, db[k], lr, weight_decay, first_step, momentum, one_minus_dampening, nesterov)
         grid.sync()
