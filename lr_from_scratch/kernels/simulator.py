@@ -11,7 +11,12 @@ own block manager does: it polls its threads without pause to see whether all wa
 wake-up waits for it to let go (a simulated shuffle took 20 ms). :class:`BlockManager` runs a block's threads
 against real barriers instead and just waits for them to end. A barrier some thread never reaches fails after
 :data:`BARRIER_SECONDS` instead of hanging, and a thread that fails breaks its block's barriers, so the others
-stop at once.
+stop at once. What a GPU leaves undefined fails too: the lanes of a warp at different warp functions, and a
+shuffle over a warp that is not whole.
+
+It builds on the simulator's insides as numba-cuda 0.30 has them (``BlockThread``'s ``thread_id`` and
+``_manager``, the block manager's constructor), so ``constraints.txt`` pins that version, and the simulated tests
+(``tests/test_cuda.py``) run on it.
 """
 
 from __future__ import annotations
@@ -27,14 +32,32 @@ BARRIER_SECONDS = 60
 
 
 class _Warp:
-    """One warp's meeting point: a barrier for its threads and two rows of a slot per lane for the values they
-    exchange, used in turn: a lane that has read its partner's value from one row and gone on to the next
-    shuffle writes to the other row, which nobody is reading, and so one barrier a shuffle suffices."""
+    """One warp's meeting point: a barrier for its threads and two rows of a slot per lane for what they bring to
+    a meeting (which warp function, and the value to exchange), used in turn: a lane that has read its partner's
+    slot in one row and gone on to the next meeting writes to the other row, which nobody is reading, and so one
+    barrier a meeting suffices."""
 
     def __init__(self, size: int):
         self.barrier = threading.Barrier(size)
-        self.values = [[None] * size, [None] * size]
+        self.slots = [[None] * size, [None] * size]
         self.turns = [0] * size
+
+    def meet(self, lane: int, call: str, mask: int, value=None) -> list:
+        """Wait until every lane of the warp has come with its ``(call, mask, value)``; return the row of them.
+        Lanes at different warp functions, or a mask naming lanes that do not exist, fail the launch: on a GPU
+        both are undefined."""
+        size = len(self.turns)
+        if mask & ~((1 << size) - 1) & 0xFFFFFFFF:
+            raise RuntimeError(f"{call} with mask {mask:#x} in a warp of {size} threads: a block of whole warps needed")
+        turn = self.turns[lane]
+        self.turns[lane] = 1 - turn
+        row = self.slots[turn]
+        row[lane] = (call, mask, value)
+        self.barrier.wait(BARRIER_SECONDS)
+        neighbour = row[(lane + 1) % size]  # lanes that differ anywhere differ somewhere next to each other
+        if neighbour[:2] != (call, mask):
+            raise RuntimeError(f"the lanes of a warp met at different warp functions: {call} and {neighbour[0]}")
+        return row
 
 
 def _warp(thread) -> tuple[_Warp, int]:
@@ -45,22 +68,21 @@ def _warp(thread) -> tuple[_Warp, int]:
     with manager.lock:
         if key not in manager.warps:
             manager.warps[key] = _Warp(min(WARP, int(np.prod(manager._block_dim)) - first))
+            if manager.aborted:
+                manager.warps[key].barrier.abort()
         return manager.warps[key], thread.thread_id - first
 
 
 def shfl_xor_sync(module, mask, value, lane_mask):
-    """Lane ``l`` gets the ``value`` of lane ``l ^ lane_mask`` (its own where that lane does not exist)."""
+    """Lane ``l`` gets the ``value`` of lane ``l ^ lane_mask``."""
     warp, lane = _warp(threading.current_thread())
-    turn = warp.turns[lane]
-    warp.turns[lane] = 1 - turn
-    warp.values[turn][lane] = value
-    warp.barrier.wait(BARRIER_SECONDS)
-    source = lane ^ lane_mask
-    return warp.values[turn][source] if source < len(warp.values[turn]) else value
+    row = warp.meet(lane, "shfl_xor_sync", mask, value)
+    return row[lane ^ lane_mask][2]
 
 
 def syncwarp(module, mask=0xFFFFFFFF):
-    _warp(threading.current_thread())[0].barrier.wait(BARRIER_SECONDS)
+    warp, lane = _warp(threading.current_thread())
+    warp.meet(lane, "syncwarp", mask)
 
 
 def block_manager(block_thread):
@@ -88,10 +110,11 @@ def block_manager(block_thread):
         def __init__(self, f, grid_dim, block_dim, debug):
             self._f, self._grid_dim, self._block_dim, self._debug = f, grid_dim, block_dim, debug
             self.block_state = np.zeros(block_dim, dtype=np.bool_)  # syncthreads_count and its kin use it
-            self.lock, self.warps, self.barriers = threading.Lock(), {}, []
+            self.lock, self.warps, self.barriers, self.aborted = threading.Lock(), {}, [], False
 
         def abort(self):
             with self.lock:
+                self.aborted = True
                 for barrier in [*self.barriers, *(warp.barrier for warp in self.warps.values())]:
                     barrier.abort()
 
