@@ -305,13 +305,16 @@ def test_wide_batches_of_floats_over_several_warps_match_numpy(wide_problem, mon
 
 
 @pytest.mark.parametrize("threads", [8, 40])
-def test_the_sparse_kernel_refuses_blocks_that_are_not_whole_warps(problem, monkeypatch, threads):
-    """Its warps add up their lanes' sums by shuffles, which need every lane of the warp."""
+@pytest.mark.parametrize(("warp_kernel", "constant"), [("sparse", "SPARSE_THREADS"), ("grid", "THREADS")])
+def test_the_kernels_that_sum_by_warps_refuse_blocks_that_are_not_whole_warps(problem, monkeypatch, warp_kernel,
+                                                                              constant, threads):  # fmt: skip
+    """Their warps add up their lanes' sums by shuffles, which need every lane of the warp."""
     import lr_from_scratch.kernels.cuda as gpu
 
-    monkeypatch.setattr(gpu, "SPARSE_THREADS", threads)
-    with pytest.raises(ValueError, match=f"whole warps of 32 threads, not on SPARSE_THREADS = {threads}"):
-        layer_and_reference(problem, "float64", 5, "sparse")
+    monkeypatch.setattr(gpu, constant, threads)
+    message = f"the {warp_kernel} kernel runs on whole warps of 32 threads, not on {constant} = {threads}"
+    with pytest.raises(ValueError, match=message):
+        layer_and_reference(problem, "float64", 5, warp_kernel)
 
 
 @cuda.jit
