@@ -8,6 +8,7 @@ the last place of the momentum buffers, which reach a few units).
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 import traceback
@@ -15,18 +16,20 @@ import traceback
 import numba
 import numpy as np
 import pytest
-from numba import config, cuda
+from numba import config, cuda, float64
 from numba.np import numpy_support
 
 from lr_from_scratch.backends import NumpyBackend, make_backend
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import batch_slices, prepare, scale_images
-from lr_from_scratch.kernels.cuda_device import FULL_WARP, _warp_sum
+from lr_from_scratch.kernels.cuda_device import FULL_WARP, MAX_PIXELS, _warp_sum
 from lr_from_scratch.kernels.simulator import BARRIER_SECONDS
 from lr_from_scratch.metrics import evaluate
 from lr_from_scratch.model import SoftmaxRegression
 from lr_from_scratch.optim import SGD, momentum_buffer_key
 from lr_from_scratch.trainer import fit
+
+from .cuda_races import watch
 
 pytestmark = pytest.mark.skipif(
     not cuda.is_available(), reason="no GPU and no simulator: make test runs this file with NUMBA_ENABLE_CUDASIM=1"
@@ -376,6 +379,72 @@ def test_the_simulated_warp_functions_refuse_what_a_gpu_leaves_undefined():
         mixed[1, 32](np.zeros(32))
     with pytest.raises(RuntimeError, match="shfl_xor_sync with mask 0xffffffff in a warp of 16 threads"):
         shuffle[1, 48](np.zeros(48))
+
+
+def watched(monkeypatch):
+    """:func:`tests.cuda_races.watch`, shared arrays full of :func:`garbage`."""
+    return watch(monkeypatch, lambda shape, dtype: np.full(shape, garbage(dtype), dtype))
+
+
+@cuda.jit
+def _neighbours(out, fence):
+    """Each thread writes its number to shared memory and reads its neighbour's: a race unless ``fence``, which
+    puts a barrier between; then it reads a shared array nobody wrote."""
+    tid = cuda.threadIdx.x
+    mine = cuda.shared.array(32, float64)
+    never_written = cuda.shared.array(32, float64)
+    mine[tid] = tid
+    if fence:
+        cuda.syncthreads()
+    out[tid] = mine[(tid + 1) % 32] + never_written[tid] * 0
+
+
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="watches the simulator")
+def test_the_race_check_finds_a_race_and_a_read_of_memory_never_written(monkeypatch):
+    """The check the kernels must pass, on a kernel that fails it, and on the same with a barrier."""
+    racy = watched(monkeypatch)
+    _neighbours[1, 32](np.zeros(32), False)
+    assert len(racy.races()) == 1
+    fenced = watched(monkeypatch)
+    _neighbours[1, 32](np.zeros(32), True)
+    assert fenced.races() == set()
+    assert len(fenced.read_before_written(set())) == 1  # never_written; mine is written before it is read
+
+
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="watches the simulator")
+@pytest.mark.parametrize(
+    ("kernel", "threads", "batch", "pixels", "classes"),
+    [("sparse", 96, 64, 70, 10), ("sparse", 64, 33, MAX_PIXELS, 4), ("dense", 64, 20, 40, 5)],
+)
+def test_no_two_threads_race_for_memory_and_nothing_is_read_before_it_is_written(monkeypatch, kernel, threads,
+                                                                                  batch, pixels, classes):  # fmt: skip
+    """The one-block kernels, their threads' every access to shared and global memory logged (a blank image, a
+    short last batch, momentum): no address two threads touch in one phase, one of them writing, and no scratch
+    read before it is written."""
+    import lr_from_scratch.kernels.cuda as gpu
+
+    monkeypatch.setattr(gpu, "THREADS", threads)
+    monkeypatch.setattr(gpu, "SPARSE_THREADS", threads)
+    rng = np.random.default_rng(0)
+    n = 2 * batch + 3
+    images = ((rng.random((n, pixels)) < 0.3) * rng.integers(1, 256, (n, pixels))).astype(np.uint8)
+    images[1] = 0
+    layer = gpu.CudaLinear(rng.uniform(-0.1, 0.1, (classes, pixels)), rng.uniform(-0.1, 0.1, classes), A, C, 0.9,
+                           0.1, 1e-3, True)  # fmt: skip
+    layer.kernel = kernel
+    starts = np.array([*range(0, n, batch), n])
+    labels, order = cuda.to_device(rng.integers(0, classes, n)), cuda.to_device(rng.permutation(n))
+    function, blocks, args = layer.launch(gpu.DeviceImages.from_host(images), labels, order, starts, batch, 0.05)
+    accesses = watched(monkeypatch)
+    names = list(inspect.signature(function.py_func).parameters)
+    for name, arg in zip(names, args, strict=True):
+        if hasattr(arg, "_ary"):
+            accesses.name(arg._ary, name)
+    function[blocks](*args)
+    inputs = {"dense", "images", "indptr", "indices", "values", "labels", "order", "starts", "W", "b", "bufW", "bufb",
+              "first"}  # fmt: skip
+    assert accesses.races() == set()
+    assert accesses.read_before_written(inputs) == set()
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -1,0 +1,158 @@
+"""A race and uninitialised-read check for kernels run in Numba's CUDA simulator, one block at a time.
+
+The simulator runs a block's threads in turns, so two threads that touch one address in the same phase never
+collide there, and scratch memory holds what NumPy put in it. On a GPU the first is a race and the second a read
+of whatever was left in memory; NVIDIA's compute-sanitizer finds both on a GPU (``tests/test_cuda_sanitizer.py``).
+:func:`watch` finds them without one: while a kernel runs it logs every access to an element of a shared or a
+global array, with the thread, how many block barriers (``syncthreads``) and warp barriers (``syncwarp``) the
+thread had passed, and whether the access was a write or an atomic. :meth:`Accesses.races` then lists the
+addresses two threads touched between the same two barriers, at least one writing (atomics among themselves
+excepted, and two lanes of one warp separated by a ``syncwarp``). A shuffle orders nothing in memory, so it
+counts for nothing here. :meth:`Accesses.read_before_written` lists the scratch arrays read before any write.
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WARP = 32
+
+
+@dataclass
+class Accesses:
+    """The log of a run under :func:`watch`: per address, ``(thread, block barriers, warp barriers, write,
+    atomic)`` in the order they happened, and the names of the arrays the addresses belong to."""
+
+    log: dict = field(default_factory=lambda: defaultdict(list))
+    names: dict = field(default_factory=dict)  # (first byte, end) -> name
+
+    def record(self, array: np.ndarray, index, write: bool) -> None:
+        thread = threading.current_thread()
+        address = _address(array, index)
+        if address is not None and hasattr(thread, "thread_id"):
+            state = (thread.thread_id, thread.__dict__.get("barriers", 0), thread.__dict__.get("warp_barriers", 0))
+            self.log[address].append((*state, write, thread.__dict__.get("atomic", False)))
+
+    def name(self, array: np.ndarray, name: str) -> None:
+        start = array.__array_interface__["data"][0]
+        self.names[(start, start + array.nbytes)] = name
+
+    def name_of(self, address: int) -> str:
+        return next((name for (lo, hi), name in self.names.items() if lo <= address < hi), hex(address))
+
+    def races(self) -> set[str]:
+        """The arrays with an address two threads touched between the same two barriers, one of them writing."""
+        found = set()
+        for address, accesses in self.log.items():
+            by_phase = defaultdict(list)
+            for thread, barriers, warp_barriers, write, atomic in accesses:
+                by_phase[barriers].append((thread, warp_barriers, write, atomic))
+            for phase in by_phase.values():
+                for access in phase:
+                    if access[2] and any(_unordered(access, other) for other in phase):
+                        found.add(self.name_of(address))
+        return found
+
+    def read_before_written(self, inputs: set[str]) -> set[str]:
+        """The arrays, other than the kernel's ``inputs``, with an address read before anything was written
+        there."""
+        names = {self.name_of(address) for address, accesses in self.log.items() if not accesses[0][3]}
+        return names - inputs
+
+
+def _unordered(write: tuple, other: tuple) -> bool:
+    """Whether ``write`` and the access ``other``, each ``(thread, warp barriers, write, atomic)`` in the same
+    block phase, race: another thread, not a lane of the same warp on the other side of a ``syncwarp``, and not
+    both atomic."""
+    if other[0] == write[0] or (write[3] and other[3]):
+        return False
+    return not (other[0] // WARP == write[0] // WARP and other[1] != write[1])
+
+
+def _address(array: np.ndarray, index) -> int | None:
+    """The address of ``array[index]`` for an index naming one element; None for a slice."""
+    index = index if isinstance(index, tuple) else (index,)
+    if len(index) != array.ndim or not all(isinstance(i, (int, np.integer)) for i in index):
+        return None
+    offset = sum(int(i) % n * stride for i, n, stride in zip(index, array.shape, array.strides, strict=True))
+    return array.__array_interface__["data"][0] + offset
+
+
+def watch(monkeypatch, fill) -> Accesses:
+    """Log every element access of the kernels launched from now on (until ``monkeypatch`` undoes it), their
+    shared arrays made as ``fill(shape, dtype)`` (a NumPy dtype); returns the log."""
+    from numba.core import types
+    from numba.cuda.simulator import kernel, kernelapi
+    from numba.cuda.simulator.cudadrv import devicearray
+    from numba.np import numpy_support
+
+    accesses = Accesses()
+
+    class Watched(np.ndarray):
+        def __getitem__(self, index):
+            accesses.record(self, index, False)
+            return super().__getitem__(index)
+
+        def __setitem__(self, index, value):
+            accesses.record(self, index, True)
+            super().__setitem__(index, value)
+
+    lock = threading.Lock()
+
+    def shared_array(self, shape, dtype, alignment=None):
+        line = (sys._getframe(1).f_code.co_filename, sys._getframe(1).f_lineno)
+        with lock:
+            if line not in self._allocations:
+                dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else np.dtype(dtype)
+                self._allocations[line] = fill(shape, dtype).view(Watched)
+                variable = linecache.getline(*line).split("=")[0].strip()  # masks = cuda.shared.array(...)
+                accesses.name(self._allocations[line], f"shared {variable} (line {line[1]})")
+            return self._allocations[line]
+
+    within = devicearray.FakeWithinKernelCUDAArray
+    get, set_ = within.__getitem__, within.__setitem__
+
+    def global_get(self, index):
+        accesses.record(self._item._ary, index, False)
+        return get(self, index)
+
+    def global_set(self, index, value):
+        accesses.record(self._item._ary, index, True)
+        set_(self, index, value)
+
+    def counted(method, counter):
+        def call(*args, **kwargs):
+            result = method(*args, **kwargs)
+            thread = threading.current_thread()
+            thread.__dict__[counter] = thread.__dict__.get(counter, 0) + 1
+            return result
+
+        return call
+
+    def atomic(method):
+        def call(*args, **kwargs):
+            thread = threading.current_thread()
+            thread.atomic = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                thread.atomic = False
+
+        return call
+
+    thread_class = kernel.BlockManager.thread_class
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", shared_array)
+    monkeypatch.setattr(within, "__getitem__", global_get)
+    monkeypatch.setattr(within, "__setitem__", global_set)
+    monkeypatch.setattr(thread_class, "syncthreads", counted(thread_class.syncthreads, "barriers"))
+    monkeypatch.setattr(kernelapi.FakeCUDAModule, "syncwarp", counted(kernelapi.FakeCUDAModule.syncwarp,
+                                                                      "warp_barriers"))  # fmt: skip
+    for name in ("add", "or_", "max", "min"):
+        monkeypatch.setattr(kernelapi.FakeCUDAAtomic, name, atomic(getattr(kernelapi.FakeCUDAAtomic, name)))
+    return accesses
