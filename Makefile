@@ -20,7 +20,7 @@ test: $(VENV)/.installed $(SITE_ASSETS) browser
 	@echo "The kernels as plain Python first (NUMBA_DISABLE_JIT=1), so every line of them runs; the CUDA kernels"
 	@echo "in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1; on a GPU machine the main run tests them there); then all:"
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_cuda.py
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto tests/test_cuda.py
 	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
 
 # torchvision's own MNIST pipeline, in a second environment: PyPI's torchvision does not import beside the CPU
