@@ -81,6 +81,7 @@ def shfl_xor_sync(module, mask, value, lane_mask):
 
 
 def syncwarp(module, mask=0xFFFFFFFF):
+    """Every lane of the warp waits for the others."""
     warp, lane = _warp(threading.current_thread())
     warp.meet(lane, "syncwarp", mask)
 
