@@ -1,14 +1,16 @@
-"""A race and uninitialised-read check for kernels run in Numba's CUDA simulator, one block at a time.
+"""A race and uninitialised-read check for kernels run in Numba's CUDA simulator.
 
 The simulator runs a block's threads in turns, so two threads that touch one address in the same phase never
 collide there, and scratch memory holds what NumPy put in it. On a GPU the first is a race and the second a read
 of whatever was left in memory; NVIDIA's compute-sanitizer finds both on a GPU (``tests/test_cuda_sanitizer.py``).
 :func:`watch` finds them without one: while a kernel runs it logs every access to an element of a shared or a
-global array, with the thread, how many block barriers (``syncthreads``) and warp barriers (``syncwarp``) the
-thread had passed, and whether the access was a write or an atomic. :meth:`Accesses.races` then lists the
-addresses two threads touched between the same two barriers, at least one writing (atomics among themselves
-excepted, and two lanes of one warp separated by a ``syncwarp``). A shuffle orders nothing in memory, so it
-counts for nothing here. :meth:`Accesses.read_before_written` lists the scratch arrays read before any write.
+global array, with the block and thread, how many grid barriers (``this_grid().sync()``), block barriers
+(``syncthreads``) and warp barriers (``syncwarp``) the thread had passed, and whether the access was a write or
+an atomic. :meth:`Accesses.races` then lists the addresses two threads touched between the same two barriers,
+at least one writing (atomics among themselves excepted): two blocks between the same grid barriers, two threads
+of a block between the same block barriers, unless they are lanes of one warp on either side of a ``syncwarp``.
+A shuffle orders nothing in memory, so it counts for nothing here. :meth:`Accesses.read_before_written` lists
+the scratch arrays read before any write.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ WARP = 32
 
 @dataclass
 class Accesses:
-    """The log of a run under :func:`watch`: per address, ``(thread, block barriers, warp barriers, write,
-    atomic)`` in the order they happened, and the names of the arrays the addresses belong to."""
+    """The log of a run under :func:`watch`: per address, ``(block, thread, grid barriers, block barriers, warp
+    barriers, write, atomic)`` in the order they happened, and the names of the arrays the addresses belong to."""
 
     log: dict = field(default_factory=lambda: defaultdict(list))
     names: dict = field(default_factory=dict)  # (first byte, end) -> name
@@ -36,8 +38,9 @@ class Accesses:
         thread = threading.current_thread()
         address = _address(array, index)
         if address is not None and hasattr(thread, "thread_id"):
-            state = (thread.thread_id, thread.__dict__.get("barriers", 0), thread.__dict__.get("warp_barriers", 0))
-            self.log[address].append((*state, write, thread.__dict__.get("atomic", False)))
+            passed = (thread.__dict__.get(counter, 0) for counter in ("grid_barriers", "barriers", "warp_barriers"))
+            state = (tuple(thread.blockIdx), thread.thread_id, *passed, write, thread.__dict__.get("atomic", False))
+            self.log[address].append(state)
 
     def name(self, array: np.ndarray, name: str) -> None:
         start = array.__array_interface__["data"][0]
@@ -50,29 +53,32 @@ class Accesses:
         """The arrays with an address two threads touched between the same two barriers, one of them writing."""
         found = set()
         for address, accesses in self.log.items():
-            by_phase = defaultdict(list)
-            for thread, barriers, warp_barriers, write, atomic in accesses:
-                by_phase[barriers].append((thread, warp_barriers, write, atomic))
-            for phase in by_phase.values():
+            by_grid_phase = defaultdict(list)
+            for access in accesses:
+                by_grid_phase[access[2]].append(access)
+            for phase in by_grid_phase.values():
                 for access in phase:
-                    if access[2] and any(_unordered(access, other) for other in phase):
+                    if access[5] and any(_unordered(access, other) for other in phase):
                         found.add(self.name_of(address))
         return found
 
     def read_before_written(self, inputs: set[str]) -> set[str]:
         """The arrays, other than the kernel's ``inputs``, with an address read before anything was written
         there."""
-        names = {self.name_of(address) for address, accesses in self.log.items() if not accesses[0][3]}
+        names = {self.name_of(address) for address, accesses in self.log.items() if not accesses[0][5]}
         return names - inputs
 
 
 def _unordered(write: tuple, other: tuple) -> bool:
-    """Whether ``write`` and the access ``other``, each ``(thread, warp barriers, write, atomic)`` in the same
-    block phase, race: another thread, not a lane of the same warp on the other side of a ``syncwarp``, and not
-    both atomic."""
-    if other[0] == write[0] or (write[3] and other[3]):
+    """Whether ``write`` and the access ``other``, logged between the same two grid barriers, race: another
+    thread, not both atomic, and either in another block or between the same two block barriers, and then not a
+    lane of the same warp on the other side of a ``syncwarp``."""
+    block, thread, _, barriers, warp_barriers, _, atomic = write
+    if (other[0], other[1]) == (block, thread) or (atomic and other[6]):
         return False
-    return not (other[0] // WARP == write[0] // WARP and other[1] != write[1])
+    if other[0] != block:
+        return True
+    return other[3] == barriers and not (other[1] // WARP == thread // WARP and other[4] != warp_barriers)
 
 
 def _address(array: np.ndarray, index) -> int | None:
@@ -147,6 +153,7 @@ def watch(monkeypatch, fill) -> Accesses:
         return call
 
     thread_class = kernel.BlockManager.thread_class
+    monkeypatch.setattr(kernelapi.GridGroup, "sync", counted(kernelapi.GridGroup.sync, "grid_barriers"))
     monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", shared_array)
     monkeypatch.setattr(within, "__getitem__", global_get)
     monkeypatch.setattr(within, "__setitem__", global_set)

@@ -29,7 +29,7 @@ from lr_from_scratch.model import SoftmaxRegression
 from lr_from_scratch.optim import SGD, momentum_buffer_key
 from lr_from_scratch.trainer import fit
 
-from .cuda_races import watch
+from .cuda_races import Accesses, watch
 
 pytestmark = pytest.mark.skipif(
     not cuda.is_available(), reason="no GPU and no simulator: make test runs this file with NUMBA_ENABLE_CUDASIM=1"
@@ -411,19 +411,42 @@ def test_the_race_check_finds_a_race_and_a_read_of_memory_never_written(monkeypa
     assert len(fenced.read_before_written(set())) == 1  # never_written; mine is written before it is read
 
 
+def test_the_race_check_orders_blocks_only_by_grid_barriers():
+    """Entries ``(block, thread, grid barriers, block barriers, warp barriers, write, atomic)`` at one address:
+    two blocks race unless a grid barrier lies between, whatever their block barriers; two lanes of one warp do
+    not across a ``syncwarp``."""
+
+    def races(*entries):
+        accesses = Accesses()
+        accesses.log[0] = list(entries)
+        return accesses.races()
+
+    write, read = ((0,), 3, 1, 2, 0, True, False), ((1,), 3, 1, 5, 0, False, False)
+    assert races(write, read)  # other block, same grid phase: its block barriers order nothing
+    assert not races(write, ((1,), 3, 2, 5, 0, False, False))  # after a grid barrier
+    assert not races(((0,), 3, 1, 2, 0, True, False), ((0,), 4, 1, 2, 1, False, False))  # a syncwarp between
+    assert races(((0,), 3, 1, 2, 0, True, False), ((0,), 40, 1, 2, 1, False, False))  # another warp's
+    assert not races(((0,), 3, 1, 2, 0, True, True), ((1,), 3, 1, 2, 0, True, True))  # two atomics
+
+
 @pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="watches the simulator")
 @pytest.mark.parametrize(
     ("kernel", "threads", "batch", "pixels", "classes"),
-    [("sparse", 96, 64, 70, 10), ("sparse", 64, 33, MAX_PIXELS, 4), ("dense", 64, 20, 40, 5)],
+    [
+        ("sparse", 96, 64, 70, 10),
+        ("sparse", 64, 33, MAX_PIXELS, 4),
+        ("dense", 64, 20, 40, 5),
+        ("grid", 32, 20, 40, 5),
+    ],
 )
 def test_no_two_threads_race_for_memory_and_nothing_is_read_before_it_is_written(monkeypatch, kernel, threads,
                                                                                   batch, pixels, classes):  # fmt: skip
-    """The one-block kernels, their threads' every access to shared and global memory logged (a blank image, a
-    short last batch, momentum): no address two threads touch in one phase, one of them writing, and no scratch
-    read before it is written."""
+    """Every kernel, its threads' every access to shared and global memory logged (a blank image, a short last
+    batch, momentum; the grid kernel on 3 blocks): no address two threads touch in one phase, one of them
+    writing, and no scratch read before it is written."""
     import lr_from_scratch.kernels.cuda as gpu
 
-    monkeypatch.setattr(gpu, "THREADS", threads)
+    monkeypatch.setattr(gpu, "THREADS", threads)  # for the grid kernel, as several_blocks sets it
     monkeypatch.setattr(gpu, "SPARSE_THREADS", threads)
     rng = np.random.default_rng(0)
     n = 2 * batch + 3
@@ -434,13 +457,15 @@ def test_no_two_threads_race_for_memory_and_nothing_is_read_before_it_is_written
     layer.kernel = kernel
     starts = np.array([*range(0, n, batch), n])
     labels, order = cuda.to_device(rng.integers(0, classes, n)), cuda.to_device(rng.permutation(n))
-    function, blocks, args = layer.launch(gpu.DeviceImages.from_host(images), labels, order, starts, batch, 0.05)
+    function, (blocks, *rest), args = layer.launch(gpu.DeviceImages.from_host(images), labels, order, starts, batch,
+                                                   0.05)  # fmt: skip
+    blocks = min(blocks, gpu.co_resident_blocks(function, args, rest[0]))
     accesses = watched(monkeypatch)
     names = list(inspect.signature(function.py_func).parameters)
     for name, arg in zip(names, args, strict=True):
         if hasattr(arg, "_ary"):
             accesses.name(arg._ary, name)
-    function[blocks](*args)
+    function[(blocks, *rest)](*args)
     inputs = {"dense", "images", "indptr", "indices", "values", "labels", "order", "starts", "W", "b", "bufW", "bufb",
               "first"}  # fmt: skip
     assert accesses.races() == set()
