@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ import pytest
 from lr_from_scratch.data import load_mnist
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Tests of Ctrl-C send SIGINT, to this process or to the commands it starts. A test run started in the background
+# by a script (`make test &`) has SIGINT ignored, and the commands would inherit that: they would never see it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def load_script(name: str):
