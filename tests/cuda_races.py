@@ -90,13 +90,31 @@ def _address(array: np.ndarray, index) -> int | None:
     return array.__array_interface__["data"][0] + offset
 
 
+def shared_arrays(make):
+    """A stand-in for the simulator's ``cuda.shared.array`` whose arrays are ``make(shape, dtype, line)`` (a NumPy
+    dtype; ``line`` the kernel's ``(file, line number)``): one per line of code that asks for one, as in the
+    simulator's own, made once under a lock, since the block's threads all ask."""
+    from numba.core import types
+    from numba.np import numpy_support
+
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        line = (sys._getframe(1).f_code.co_filename, sys._getframe(1).f_lineno)
+        with lock:
+            if line not in self._allocations:
+                dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else np.dtype(dtype)
+                self._allocations[line] = make(shape, dtype, line)
+            return self._allocations[line]
+
+    return array
+
+
 def watch(monkeypatch, fill) -> Accesses:
     """Log every element access of the kernels launched from now on (until ``monkeypatch`` undoes it), their
     shared arrays made as ``fill(shape, dtype)`` (a NumPy dtype); returns the log."""
-    from numba.core import types
     from numba.cuda.simulator import kernel, kernelapi
     from numba.cuda.simulator.cudadrv import devicearray
-    from numba.np import numpy_support
 
     accesses = Accesses()
 
@@ -109,17 +127,11 @@ def watch(monkeypatch, fill) -> Accesses:
             accesses.record(self, index, True)
             super().__setitem__(index, value)
 
-    lock = threading.Lock()
-
-    def shared_array(self, shape, dtype, alignment=None):
-        line = (sys._getframe(1).f_code.co_filename, sys._getframe(1).f_lineno)
-        with lock:
-            if line not in self._allocations:
-                dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else np.dtype(dtype)
-                self._allocations[line] = fill(shape, dtype).view(Watched)
-                variable = linecache.getline(*line).split("=")[0].strip()  # masks = cuda.shared.array(...)
-                accesses.name(self._allocations[line], f"shared {variable} (line {line[1]})")
-            return self._allocations[line]
+    def watched_array(shape, dtype, line):
+        array = fill(shape, dtype).view(Watched)
+        variable = linecache.getline(*line).split("=")[0].strip()  # masks = cuda.shared.array(...)
+        accesses.name(array, f"shared {variable} (line {line[1]})")
+        return array
 
     within = devicearray.FakeWithinKernelCUDAArray
     get, set_ = within.__getitem__, within.__setitem__
@@ -154,7 +166,7 @@ def watch(monkeypatch, fill) -> Accesses:
 
     thread_class = kernel.BlockManager.thread_class
     monkeypatch.setattr(kernelapi.GridGroup, "sync", counted(kernelapi.GridGroup.sync, "grid_barriers"))
-    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", shared_array)
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", shared_arrays(watched_array))
     monkeypatch.setattr(within, "__getitem__", global_get)
     monkeypatch.setattr(within, "__setitem__", global_set)
     monkeypatch.setattr(thread_class, "syncthreads", counted(thread_class.syncthreads, "barriers"))

@@ -9,15 +9,11 @@ the last place of the momentum buffers, which reach a few units).
 from __future__ import annotations
 
 import inspect
-import sys
 import threading
-import traceback
 
-import numba
 import numpy as np
 import pytest
 from numba import config, cuda, float64
-from numba.np import numpy_support
 
 from lr_from_scratch.backends import NumpyBackend, make_backend
 from lr_from_scratch.config import TrainConfig
@@ -29,7 +25,7 @@ from lr_from_scratch.model import SoftmaxRegression
 from lr_from_scratch.optim import SGD, momentum_buffer_key
 from lr_from_scratch.trainer import fit
 
-from .cuda_races import Accesses, watch
+from .cuda_races import Accesses, shared_arrays, watch
 
 pytestmark = pytest.mark.skipif(
     not cuda.is_available(), reason="no GPU and no simulator: make test runs this file with NUMBA_ENABLE_CUDASIM=1"
@@ -70,23 +66,15 @@ def memory_that_was_never_written_holds_garbage(monkeypatch):
         return
     from numba.cuda.simulator import kernelapi
 
-    local_array, lock = kernelapi.FakeCUDALocal.array, threading.Lock()
-
-    def shared_with_garbage(self, shape, dtype, alignment=None):
-        """A kernel's shared array: one per line of code that asks for one, as in the simulator's own."""
-        line = traceback.extract_stack(sys._getframe())[-2][0:2]
-        with lock:
-            if line not in self._allocations:
-                dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, numba.types.Type) else np.dtype(dtype)
-                self._allocations[line] = np.full(shape, garbage(dtype), dtype)
-            return self._allocations[line]
+    local_array = kernelapi.FakeCUDALocal.array
 
     def local_with_garbage(self, shape, dtype, alignment=None):
         array = local_array(self, shape, dtype, alignment)
         array[...] = garbage(array.dtype)
         return array
 
-    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", shared_with_garbage)
+    garbage_array = shared_arrays(lambda shape, dtype, line: np.full(shape, garbage(dtype), dtype))
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", garbage_array)
     monkeypatch.setattr(kernelapi.FakeCUDALocal, "array", local_with_garbage)
 
 
