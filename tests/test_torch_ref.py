@@ -188,6 +188,26 @@ def test_ctrl_c_stops_the_textbook_script_in_one_line(mnist_dir):
     assert err == "interrupted by Ctrl-C\n" and "epoch 50/50" not in rest
 
 
+# A real SIGINT in the middle of torch's import: sent by an import hook the moment torch asks for its C extension.
+CTRL_C_WHILE_TORCH_LOADS = """
+import os, runpy, signal, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch._C":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["textbook.py", "--device", "cpu"]
+runpy.run_module("torch_ref.textbook", run_name="__main__")
+"""
+
+
+def test_a_ctrl_c_while_the_textbook_script_loads_torch_is_one_line():
+    """Before its first line runs, the script spends seconds in ``import torch``; Python's own Ctrl-C there is a
+    traceback from deep inside torch."""
+    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_TORCH_LOADS], capture_output=True, text=True, cwd=REPO)
+    assert (result.returncode, result.stderr, result.stdout) == (130, "interrupted by Ctrl-C\n", "")
+
+
 def test_a_compiled_run_prints_no_warning_of_torchs(tmp_path):
     """torch.compile of the optimizer's step logs a warning that nothing is wrong: a user's run leaves it out."""
     result = run_module("torch_ref.train", "--compile", "--epochs", "1", "--limit", "700", "--no-progress",

@@ -9,13 +9,27 @@ lr_from_scratch.train`` fetched and verified. ``tests/test_torch_ref.py`` proves
 import argparse
 import gzip
 import os
+import signal
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+
+def stop_at_once(signum, frame):
+    """A Ctrl-C while torch loads (a few seconds): one line and the shell's 130, not a traceback from inside
+    torch's import (``os._exit``: an exception raised there could be caught by the code it interrupts)."""
+    print("interrupted by Ctrl-C", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+# Run as a script, and unless the shell started it with Ctrl-C ignored (a background job of a script).
+LOADING = __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if LOADING:
+    signal.signal(signal.SIGINT, stop_at_once)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images' pixels, after / 255
 BATCH_SIZE, LR, MOMENTUM, LR_STEP, LR_GAMMA, EPOCHS = 64, 0.01, 0.9, 10, 0.1, 20
@@ -125,6 +139,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if LOADING:  # from here a Ctrl-C is a KeyboardInterrupt, caught below
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (this script saves nothing)
