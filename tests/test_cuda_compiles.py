@@ -115,9 +115,13 @@ def test_each_kernel_compiles_for_an_h100_and_its_block_fits(ptxas, host_arrays,
 def test_float32_kernels_compute_in_float32(ptxas, host_arrays, kernel):
     """A float32 kernel does its arithmetic in float32: a Python literal such as ``x + 1`` makes Numba compute in
     float64, which an H100 does at half the rate and a consumer GPU at a sixty-fourth. The only float64
-    arithmetic allowed is the adding up of the losses (each step's loss sum is float64 on every backend)."""
+    arithmetic allowed is the adding up of the losses (each step's loss sum is float64 on every backend), and no
+    float64 value turns back into a float32 or an integer: ``x + 1.0`` would convert ``x``, add in float64 and
+    convert back (``cvt.rn.f32.f64``), while a loss only goes from float32 to float64 (``cvt.f64.f32``)."""
     _, _, ptx = compile_launch(kernel, "float32", "uint8")
     float64_arithmetic = set(re.findall(r"\b((?:add|sub|mul|fma|div|rcp|sqrt|neg|ex2|lg2|min|max)[.\w]*\.f64)\b", ptx))
     assert float64_arithmetic <= {"add.f64"}, f"float64 arithmetic in the float32 {kernel} kernel: {float64_arithmetic}"
+    from_float64 = set(re.findall(r"\bcvt(?:\.\w+)+\.f64\b", ptx))  # the source type comes last
+    assert not from_float64, f"a float64 value converted back in the float32 {kernel} kernel: {from_float64}"
     if kernel == "evaluate":  # its loss is a float64 only when stored
         assert not float64_arithmetic, f"float64 arithmetic in float32 inference: {float64_arithmetic}"
