@@ -483,6 +483,7 @@ def test_without_the_device_runtime_batches_above_64_take_the_dense_kernel(mnist
             raise RuntimeError("libcudadevrt.a: no such file\nsearched in ...")
 
     monkeypatch.setattr(device, "train_steps_grid", Unlinkable())
+    monkeypatch.setattr(gpu, "co_resident_blocks", lambda kernel, args, threads: 1)  # on a GPU: nothing to compile
     gpu.grid_unavailable.cache_clear()
     try:
         config_ = TrainConfig(limit=130, val_split=0, batch_size=65, backend="cuda")
