@@ -295,6 +295,23 @@ def test_wide_batches_of_floats_over_several_warps_match_numpy(wide_problem, mon
     assert_matches_reference(result, dtype)
 
 
+@pytest.mark.parametrize("kernel", ["sparse", "grid"])
+def test_images_with_more_pixels_than_a_warp_loads_at_once_match_numpy(kernel):
+    """A warp reads LOADS_IN_FLIGHT pixels a lane, 32 lanes, at a time: images of more non-zero pixels than that
+    take several rounds, the last one partial (and one image none at all)."""
+    from lr_from_scratch.kernels.cuda_device import LOADS_IN_FLIGHT, WORD
+
+    rng = np.random.default_rng(2)
+    pixels = 2 * LOADS_IN_FLIGHT * WORD + 40
+    images = ((rng.random((9, pixels)) < 0.8) * rng.integers(1, 256, (9, pixels))).astype(np.uint8)
+    images[4] = 0
+    counts = (images != 0).sum(axis=1)
+    assert counts[counts > 0].min() > LOADS_IN_FLIGHT * WORD
+    problem = (images, rng.integers(0, 3, 9), rng.permutation(9), rng.uniform(-0.1, 0.1, (3, pixels)), np.zeros(3))
+    result = layer_and_reference(problem, "float64", 4, kernel, a=1 / 255, c=-0.5, **OPTIONS["nesterov"])
+    assert_matches_reference(result, "float64")
+
+
 @pytest.mark.parametrize("threads", [8, 40])
 @pytest.mark.parametrize(("warp_kernel", "constant"), [("sparse", "SPARSE_THREADS"), ("grid", "THREADS")])
 def test_the_kernels_that_sum_by_warps_refuse_blocks_that_are_not_whole_warps(problem, monkeypatch, warp_kernel,

@@ -81,6 +81,16 @@ PADDED_CLASSES = MAX_CLASSES + 1
 MAX_PIXELS = WORD * WORD
 #: The grid kernel's samples per chunk: each (chunk, pixel) thread sums its share of the gradient over them.
 CHUNK = 256
+#: The sparse kernel's registers a thread at most: a multiprocessor's 65,536 over its block's 512 threads
+#: (``cuda.SPARSE_THREADS``). Unbounded, a compiler may take more to keep more loads in flight, and a block that
+#: needs more registers than a multiprocessor has does not launch.
+SPARSE_REGISTERS = 128
+#: The sparse kernel's options for the compiler (the simulator compiles nothing, and its ``cuda.jit`` refuses them).
+SPARSE_OPTIONS = {} if config.ENABLE_CUDASIM else {"max_registers": SPARSE_REGISTERS}
+#: The samples whose pixel a gradient thread loads before it uses any of them (sparse and grid kernels): a load
+#: from global memory takes hundreds of cycles, and a thread waits for one only when it uses the value, so this
+#: many waits overlap. Each load needs a register or two until it is used.
+LOADS_IN_FLIGHT = 8
 
 
 @cuda.jit
@@ -176,7 +186,7 @@ def softmax_gradient(z, label, batch):
     return m + math.log(total) - z_label, best
 
 
-@cuda.jit
+@cuda.jit(**SPARSE_OPTIONS)
 def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a, c, W, b, bufW, bufb, first, lr,
                        momentum, one_minus_dampening, weight_decay, nesterov, Wt, loss, correct):  # fmt: skip
     """The sparse kernel: SGD steps on ``order[starts[s]:starts[s+1]]`` for each step ``s`` (each at most MAX_BATCH
@@ -259,19 +269,19 @@ def train_steps_sparse(dense, indptr, indices, values, labels, order, starts, a,
                 grad[k] = zero
             for word in range(MASK_WORDS):
                 bits = masks[word, q]  # the group's samples: bit t for sample 32 word + t
-                while bits:  # two samples at a time, both loads in flight before either is used
-                    i = word * WORD + cuda.ffs(bits) - 1
-                    bits &= bits - 1
-                    p = dense[rows[i], column]
-                    i_next, p_next = i, p
-                    if bits:
-                        i_next = word * WORD + cuda.ffs(bits) - 1
-                        bits &= bits - 1
-                        p_next = dense[rows[i_next], column]
-                    if inside and p != 0:
-                        _accumulate(grad, g, i, p, n_classes)
-                    if i_next != i and inside and p_next != 0:
-                        _accumulate(grad, g, i_next, p_next, n_classes)
+                while bits:  # LOADS_IN_FLIGHT samples at a time, every load issued before any is used
+                    pixels = cuda.local.array(LOADS_IN_FLIGHT, dense.dtype)
+                    taken = bits  # walked twice: to load, then to add up (cheaper than keeping the samples)
+                    for u in range(LOADS_IN_FLIGHT):
+                        if bits:
+                            pixels[u] = dense[rows[word * WORD + cuda.ffs(bits) - 1], column]
+                            bits &= bits - 1
+                    for u in range(LOADS_IN_FLIGHT):
+                        if taken != bits:
+                            i = word * WORD + cuda.ffs(taken) - 1
+                            taken &= taken - 1
+                            if inside and pixels[u] != 0:
+                                _accumulate(grad, g, i, pixels[u], n_classes)
             cuda.syncwarp(FULL_WARP)  # every lane has read the masks
             if lane < MASK_WORDS:
                 masks[lane, q] = 0  # ready for the next step
@@ -303,23 +313,25 @@ def _accumulate(sums, rows, i, p, n_classes):
 @cuda.jit(device=True, inline=True)
 def _warp_logits(z, row, lane, indptr, indices, values, Wt, zero):
     """Sample ``row``'s logits before the constants, ``z[k] = sum_j Wt[j, k] p_j`` over its non-zero pixels
-    ``j``, by one warp, in every lane: lane ``l`` takes the pixels ``l, l + 32, ...`` of the row (two at a time,
-    both loads in flight before either is used), then :func:`_warp_sum` adds up the lanes' sums. Returns the
-    groups of 32 pixels the row has a pixel in, as the bits of an int64 (bit ``q`` for group ``q``)."""
+    ``j``, by one warp, in every lane: lane ``l`` takes the pixels ``l, l + 32, ...`` of the row
+    (:data:`LOADS_IN_FLIGHT` at a time, every load issued before any is used), then :func:`_warp_sum` adds up the
+    lanes' sums. Returns the groups of 32 pixels the row has a pixel in, as the bits of an int64 (bit ``q`` for
+    group ``q``)."""
     n_classes = Wt.shape[1]
     for k in range(MAX_CLASSES):
         z[k] = zero
     groups = 0
     end = indptr[row + 1]
-    for j in range(indptr[row] + lane, end, 2 * WORD):
-        col, value = indices[j], values[j]
-        more = j + WORD < end
-        col_next, value_next = (indices[j + WORD], values[j + WORD]) if more else (col, value)
-        groups |= _group_bit(col)
-        _accumulate(z, Wt, col, value, n_classes)
-        if more:
-            groups |= _group_bit(col_next)
-            _accumulate(z, Wt, col_next, value_next, n_classes)
+    for j in range(indptr[row] + lane, end, LOADS_IN_FLIGHT * WORD):
+        cols = cuda.local.array(LOADS_IN_FLIGHT, indices.dtype)
+        pixels = cuda.local.array(LOADS_IN_FLIGHT, values.dtype)
+        for u in range(LOADS_IN_FLIGHT):  # past the row's end, its last pixel again: no branch between the loads
+            at = min(j + u * WORD, end - 1)
+            cols[u], pixels[u] = indices[at], values[at]
+        for u in range(LOADS_IN_FLIGHT):
+            if j + u * WORD < end:
+                groups |= _group_bit(cols[u])
+                _accumulate(z, Wt, cols[u], pixels[u], n_classes)
     for k in range(MAX_CLASSES):
         if k < n_classes:
             z[k] = _warp_sum(z[k])
@@ -425,14 +437,13 @@ def train_steps_grid(dense, indptr, indices, values, labels, order, starts, a, c
             for k in range(MAX_CLASSES):
                 acc[k] = zero
             if d < n_pixels:
-                for i in range(first_i, last_i, 2):  # two samples at a time, both loads in flight
-                    p = dense[order[lo + i], d]
-                    more = i + 1 < last_i
-                    p_next = dense[order[lo + i + 1], d] if more else p
-                    if p != 0:
-                        _accumulate(acc, g, i, p, n_classes)
-                    if more and p_next != 0:
-                        _accumulate(acc, g, i + 1, p_next, n_classes)
+                for i in range(first_i, last_i, LOADS_IN_FLIGHT):  # every load issued before any is used
+                    pixels = cuda.local.array(LOADS_IN_FLIGHT, dense.dtype)
+                    for u in range(LOADS_IN_FLIGHT):  # past the chunk, its last sample again: no branch between
+                        pixels[u] = dense[order[lo + min(i + u, last_i - 1)], d]
+                    for u in range(LOADS_IN_FLIGHT):
+                        if i + u < last_i and pixels[u] != 0:
+                            _accumulate(acc, g, i + u, pixels[u], n_classes)
             else:
                 for i in range(first_i, last_i):
                     for k in range(MAX_CLASSES):
