@@ -50,8 +50,14 @@ NAME=benchmarks-gpu
 PAGE=docs/$NAME
 status=0
 echo "== the CUDA kernels, PyTorch on CUDA and the peers, tested on this GPU"
-timeout "$TESTS_S" python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_equivalence.py \
-    tests/test_peers.py tests/test_torch_ref.py -k "not textbook_script_runs_by_itself" || status=$?
+# Only the tests that use the GPU or JAX (CI runs the others, which would take most of TESTS_S here), in four
+# processes where pytest-xdist is installed: compiling the kernels takes most of what is left.
+workers=""
+if python3 -c "import xdist" 2>/dev/null; then workers="-n 4"; fi
+# shellcheck disable=SC2086  # $workers: no option, or two words
+timeout "$TESTS_S" python3 -m pytest -q -p no:cacheprovider $workers tests/test_cuda.py tests/test_equivalence.py \
+    tests/test_peers.py tests/test_torch_ref.py -k "(cuda or jax or graphs) and not textbook_script_runs_by_itself" \
+    || status=$?
 # A kernel that never returns (a barrier some thread never reaches) would hang the report too: stop here.
 if [ "$status" -eq 124 ]; then
     echo "error: the tests did not finish in $TESTS_S s: run tests/test_cuda.py alone, -x -v, to find what hangs" >&2
