@@ -188,20 +188,22 @@ def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
     on; one that ``stop()`` left untimed is listed as not measured, and ``result["interrupted"]`` says where
     the run stopped."""
     sizes, progress, failed = opts["sizes"], not opts["args"].no_progress, {}
-    cells = [(impl, size) for size in sizes for impl in impls]
+    cells = [(impl, size) for size in sizes for impl in impls]  # the smallest batch first, every implementation
     benches = {}
-    for impl, size in tqdm(cells, desc="compiling and warming up", disable=not progress):
-        if impl not in failed and not stop():
-            benches[impl, size] = _attempt(failed, impl, build, impl, mnist, size)
     best = {cell: float("inf") for cell in cells}
     inference = {impl: float("inf") for impl in impls}
     rounds_done = 0
-    with tqdm(total=opts["rounds"] * (len(cells) + len(impls)), desc="timing", disable=not progress) as bar:
+    total = opts["rounds"] * (len(cells) + len(impls))
+    with tqdm(total=total, desc="compiling, warming up and timing", disable=not progress) as bar:
         for _ in range(opts["rounds"]):
-            for cell in cells:
-                if cell[0] not in failed and cell in benches and not stop():
-                    seconds = _attempt(failed, cell[0], _settled_seconds, benches[cell].epoch)
-                    best[cell] = min(best[cell], seconds or best[cell])
+            for impl, size in cells:
+                # each cell compiled and warmed up as the first round reaches it: a run stopped while the later ones
+                # compile (a GPU's torch.compile and JAX take seconds each) keeps the epochs timed by then
+                if impl not in failed and (impl, size) not in benches and not stop():
+                    benches[impl, size] = _attempt(failed, impl, build, impl, mnist, size)
+                if impl not in failed and (impl, size) in benches and not stop():
+                    seconds = _attempt(failed, impl, _settled_seconds, benches[impl, size].epoch)
+                    best[impl, size] = min(best[impl, size], seconds or best[impl, size])
                 bar.update()
             for impl in impls:
                 if impl not in failed and (impl, sizes[-1]) in benches and not stop():

@@ -358,6 +358,29 @@ def test_a_report_terminated_before_its_first_epoch_saves_nothing(tmp_path, caps
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_report_terminated_while_a_later_cell_compiles_keeps_the_epochs_timed(tmp_path, capsys, monkeypatch):
+    """Each implementation is built as the first round reaches it, batch 512 before 1024: a SIGTERM while numpy
+    builds for 1024 (on a GPU, torch.compile or JAX compiling) leaves batch 512's epochs, and numba's at 1024."""
+    import benchmarks.report
+
+    real_build = benchmarks.report.build
+
+    def build(name, mnist, batch):
+        bench = real_build(name, mnist, batch)
+        if (name, batch) == ("numpy", 1024):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return bench
+
+    monkeypatch.setattr(benchmarks.report, "build", build)
+    args = ["--batch-sizes", "512,1024", "--rounds", "2", "--impls", "numba,numpy", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path)]) == 143 and "(after 0 of 2 rounds)" in capsys.readouterr().err
+    result = json.loads((tmp_path / f"benchmarks{INTERRUPTED_SUFFIX}.json").read_text())
+    assert {k: set(v) for k, v in result["epoch_samples_per_second"].items()} == {
+        "numba": {"512", "1024"},
+        "numpy": {"512"},
+    }
+
+
 def test_a_report_terminated_in_the_time_to_92_runs_keeps_the_ones_that_finished(tmp_path, capsys, monkeypatch):
     """SIGTERM as numba's time-to-92% run ends: its result stays, scikit-learn's fits never start."""
     import benchmarks.report
