@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -36,6 +38,29 @@ def test_batch_size_sweep(tmp_path, capsys):
     rows = json.loads((tmp_path / "batch_sweep.json").read_text())
     assert [r["batch_size"] for r in rows] == [256, 1024]
     assert all(0.85 < r["test_accuracy"] < 1 and r["train_seconds"] > 0 for r in rows)
+    assert (tmp_path / "batch_sweep.png").exists()
+
+
+@pytest.mark.parametrize("stopped_in", [1024, 256])
+def test_an_interrupted_sweep_writes_the_batch_sizes_it_finished(tmp_path, capsys, monkeypatch, stopped_in):
+    """Ctrl-C in the third size's training: the first two are written (figure and JSON), the exit status is 130,
+    and the line says which sizes the files hold; in the first size's, nothing is written, and the line says so."""
+    fit = sweep.fit
+
+    def fit_and_interrupt(model, config, **kwargs):
+        if config.batch_size == stopped_in:
+            os.kill(os.getpid(), signal.SIGINT)
+        return fit(model, config, **kwargs)
+
+    monkeypatch.setattr(sweep, "fit", fit_and_interrupt)
+    code = sweep.main(["--batch-sizes", "256,512,1024", "--epochs", "1", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    if stopped_in == 256:
+        assert code == 130 and err == "interrupted: no batch size had finished: nothing was saved\n"
+        assert list(tmp_path.iterdir()) == []
+        return
+    assert code == 130 and err == f"interrupted: wrote {tmp_path}/ for the batch sizes finished first (256, 512)\n"
+    assert [r["batch_size"] for r in json.loads((tmp_path / "batch_sweep.json").read_text())] == [256, 512]
     assert (tmp_path / "batch_sweep.png").exists()
 
 
