@@ -41,11 +41,12 @@ class TrainConfig:
     dataset: str = "mnist"
     limit: int | None = None
 
-    def validate(self, flags: bool = True) -> TrainConfig:
+    def validate(self, flags: bool = True, backends: tuple[str, ...] = BACKENDS) -> TrainConfig:
         """Raise :class:`ConfigError` (one line: option, value got, range expected) for the first bad option.
 
         ``flags``: name the options as the command line does (``--batch-size``); otherwise as parameters
-        (``batch_size``), as the estimator does. Types come first: each option has the type of its default.
+        (``batch_size``), as the estimator does. ``backends``: those the caller can run. Types come first: each
+        option has the type of its default.
         """
 
         def require(ok: bool, name: str, expected: str) -> None:
@@ -78,7 +79,7 @@ class TrainConfig:
         largest = float(np.finfo(self.dtype).max)
         require(self.lr <= largest, "lr", f"at most {largest:.4g}, the largest {self.dtype}")
         require(self.weight_decay <= largest, "weight_decay", f"at most {largest:.4g}, the largest {self.dtype}")
-        require(self.backend in BACKENDS, "backend", f"one of {', '.join(BACKENDS)}")
+        require(self.backend in backends, "backend", f"one of {', '.join(backends)}")
         require(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}")
         require(self.seed >= 0, "seed", "an integer >= 0")
         require(self.limit is None or self.limit >= 1, "limit", "an integer >= 1")

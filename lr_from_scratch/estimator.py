@@ -171,9 +171,8 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self) -> TrainConfig:
         params = self.get_params()
-        config = TrainConfig(**params, normalize=False).validate(flags=False)  # no dataset: X and y are the data
-        if config.backend not in SCRATCH_BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(SCRATCH_BACKENDS)}, got {config.backend!r}")
+        config = TrainConfig(**params, normalize=False)  # no dataset: X and y are the data
+        config.validate(flags=False, backends=SCRATCH_BACKENDS)
         if config.backend == "cuda":
             require_cuda(flags=False)
         return config
