@@ -229,7 +229,8 @@ def test_the_compiled_step_takes_the_steps_of_the_eager_one(mnist):
 
 def test_cuda_graphs_on_the_cpu_are_one_line_exit_2(tmp_path, capsys):
     code = main([*QUICK, "--device", "cpu", "--cuda-graphs", "--out", str(tmp_path / "r")])
-    assert_one_line_error((code, capsys.readouterr().err), 2, "--cuda-graphs needs a CUDA device, got --device cpu")
+    expected = "--cuda-graphs needs a CUDA device, but this run is on the cpu: run it where PyTorch sees a GPU"
+    assert_one_line_error((code, capsys.readouterr().err), 2, expected)
     assert not (tmp_path / "r").exists()
 
 

@@ -44,7 +44,8 @@ def check_cuda_graphs(cuda_graphs: bool, device: torch.device, loader: str, comp
     if not cuda_graphs:
         return
     if device.type != "cuda":
-        raise ConfigError(f"--cuda-graphs needs a CUDA device, got --device {device.type}: use --device cuda")
+        raise ConfigError(f"--cuda-graphs needs a CUDA device, but this run is on the {device.type}: run it where "
+                          "PyTorch sees a GPU, with --device cuda, or drop --cuda-graphs")  # fmt: skip
     if loader != "tensor":
         raise ConfigError(f"--cuda-graphs replays steps over tensors on the GPU, got --loader {loader}: drop --loader")
     if compile:
