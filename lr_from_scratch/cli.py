@@ -47,7 +47,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose mistakes are one line (``error: ...``) and exit 2, like every other error."""
 
     def error(self, message: str):
-        raise ConfigError(f"{message} (see {self.prog} --help)")
+        raise ConfigError(f"{message} (see {as_run_here(self.prog)} --help)")
 
 
 def path_arg(text: str) -> Path:
@@ -56,6 +56,18 @@ def path_arg(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("got an empty path; expected a file or folder name")
     return Path(text).expanduser()
+
+
+def as_run_here(prog: str) -> str:
+    """The command ``prog`` (``python -m ...``) with the Python that runs now, as the user can type it from here:
+    ``python`` when that is the one on the PATH (an active environment), else its path, relative to this folder
+    when inside it (``.venv/bin/python``, as the README's commands have it)."""
+    executable = os.path.abspath(sys.executable)  # not resolved: a venv's python is a link to the system's
+    on_path = shutil.which("python")
+    if on_path and os.path.abspath(on_path) == executable:
+        return prog
+    here = os.path.relpath(executable)
+    return prog.replace("python", executable if here.startswith("..") else here, 1)
 
 
 def add_data_and_out(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -103,6 +115,7 @@ def starting_command() -> None:
 
     - ``NUMBA_NUM_THREADS``, which Numba reads as it is imported, must be a positive integer: anything else
       is one line and exit 2 here, where Numba would end in a traceback (0) or a warning holding one (``abc``).
+      More threads than cores is a note: they take turns at the barriers of every step, many times slower.
     - Until :func:`run_cli` takes over, Ctrl-C or SIGTERM ends the command with one line, not with Python's
       traceback of whatever library was loading (NumPy, Numba and torch take a while).
     """
@@ -113,6 +126,11 @@ def starting_command() -> None:
         print(f"error: NUMBA_NUM_THREADS is {threads!r}, expected a positive integer (the threads Numba may use); "
               "set one, or unset it to use every core", file=sys.stderr)  # fmt: skip
         sys.exit(2)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads is not None and int(threads) > cores:
+        print(f"note: NUMBA_NUM_THREADS is {threads}, more than the {cores} cores this process may use: the "
+              f"threads take turns and the numba backend slows down; unset it, or set at most {cores}",
+              file=sys.stderr)  # fmt: skip
 
     def stop(signum, frame) -> None:  # at once: an exception raised inside a library's import can be caught there
         print("interrupted: nothing was saved", file=sys.stderr, flush=True)
@@ -174,7 +192,7 @@ def writable_folder(path: Path, flag: str) -> Path:
         for parent in (path, *path.parents):
             if parent.exists() and not parent.is_dir():
                 where = "is a file" if parent == path else f"lies under {parent}, which is a file"
-                raise UserError(f"{flag} {path} {where}: expected a folder")
+                raise UserError(f"{flag} {path} {where}: expected a folder; choose another")
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-") as f:
             f.write(b"\0" * 4096)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .cli import ArgumentParser, Interrupted, StopOnInterrupt, path_arg
+from .cli import ArgumentParser, Interrupted, StopOnInterrupt, as_run_here, path_arg
 from .config import DTYPES, TrainConfig
 from .data import DATASETS, Splits, load_dataset, prepare
 from .errors import ConfigError, TrainingDiverged, UserError
@@ -118,7 +118,8 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
     if args.resume:
         folder, backend_state, state = _open_resume(recipe, args.resume, given, args.out)
     else:
-        folder, backend_state, state = RunFolder.create(args.out, TrainConfig(**given).validate()), None, TrainState()
+        config = TrainConfig(**given).validate()
+        folder, backend_state, state = RunFolder.create(args.out, config, args.data_dir), None, TrainState()
     with folder:
         try:
             return _train(recipe, args, folder, backend_state, state)
@@ -137,7 +138,8 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
 def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainState) -> int:
     config = folder.config
     extra_metrics = recipe.set_up(config, args)
-    splits = prepare(load_dataset(config.dataset, args.data_dir, progress=not args.no_progress), config)
+    data_dir = args.data_dir or folder.data_dir  # a resumed run reads the folder it was given at the start
+    splits = prepare(load_dataset(config.dataset, data_dir, progress=not args.no_progress), config)
     folder.scaling = splits.mean, splits.std
     backend = recipe.make_backend(config, splits, args)
     if backend_state is not None:
@@ -168,7 +170,7 @@ def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainS
             raise Interrupted(
                 stop.signum,
                 f"in epoch {state.epoch + 1} after {state.batch} batches; checkpoint saved. "
-                f"Continue with: {recipe.prog} --resume {folder.path}",
+                f"Continue with: {as_run_here(recipe.prog)} --resume {folder.path}",
             ) from None
         except TrainingDiverged as diverged:
             try:
@@ -202,7 +204,7 @@ def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainS
             f"{state.train_seconds:.2f} s of training, {metrics['samples_per_second']:,.0f} samples/s)"
         )
         print(f"wrote {folder.path}/: {' '.join(files)}")
-    stop.raise_if_stopped(f"the run had finished first: {folder.path}/ holds its results")
+    stop.raise_if_stopped(f"it came after training, so the run finished: {folder.path}/ holds its results")
     return 0
 
 

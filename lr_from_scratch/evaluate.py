@@ -23,7 +23,8 @@ from .errors import UserError
 from .files import write_json, write_text
 from .functional import cross_entropy, softmax
 from .plots import plot_confidence, plot_confusion, plot_curves, plot_image_grid, plot_reliability
-from .saved import load_model
+from .runs import CHECKPOINT, MODEL
+from .saved import DATA_DIR, load_model
 
 FIGURES = {
     "confusion": "confusion.png",
@@ -154,12 +155,17 @@ def build_parser() -> ArgumentParser:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     path = args.model
+    if path.is_dir() and not (path / MODEL).exists() and (path / CHECKPOINT).exists():
+        raise UserError(f"no model at {path / MODEL}: the run there is unfinished (it holds {CHECKPOINT}); finish it "
+                        f"with the training command's --resume {path}, then evaluate it")  # fmt: skip
     saved = load_model(path)
     dataset = saved.config.get("dataset", "mnist")  # what the model was trained on
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(f"{path}: trained on an unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     out = writable_folder(args.out or (path if path.is_dir() else path.parent), "--out")
-    data = load_dataset(dataset, args.data_dir, progress=not args.no_progress)
+    trained_from = saved.config.get(DATA_DIR)  # the --data-dir of its training run, if one was given
+    data_dir = args.data_dir or (Path(trained_from) if isinstance(trained_from, str) else None)
+    data = load_dataset(dataset, data_dir, progress=not args.no_progress)
     expected = (data.n_classes, int(np.prod(data.test_images.shape[1:])))
     if saved.weight.shape != expected:
         raise UserError(

@@ -40,7 +40,7 @@ from .data import DATASETS
 from .errors import ConfigError, UserError
 from .files import parse_json, write_json
 from .plots import plot_history
-from .saved import append_history, load_checkpoint, save_checkpoint, save_model, write_history
+from .saved import DATA_DIR, append_history, load_checkpoint, save_checkpoint, save_model, write_history
 from .trainer import TrainState
 
 CONFIG, STATUS, HISTORY, METRICS, MODEL, CHECKPOINT, CURVES = (
@@ -59,8 +59,9 @@ class RunFolder:
     a folder this run created and never started is removed.
     """
 
-    def __init__(self, path: Path, config: TrainConfig, created: bool):
+    def __init__(self, path: Path, config: TrainConfig, created: bool, data_dir: Path | None = None):
         self.path, self.config, self.created = path, config, created
+        self.data_dir = data_dir  #: the --data-dir the run was given (absolute), recorded for --resume and evaluate
         self.scaling: tuple[float, float] | None = None  #: (mean, std) of the inputs, once the data is loaded
         self.started = False  #: whether :meth:`start` or :meth:`resume` has written the run's status
         self._lock = _lock(path)
@@ -68,10 +69,12 @@ class RunFolder:
     # -- claiming a folder -----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path | None, config: TrainConfig) -> RunFolder:
-        """A folder for a new run: ``path``, or a new ``runs/<timestamp>`` (never one another run took)."""
+    def create(cls, path: Path | None, config: TrainConfig, data_dir: Path | None = None) -> RunFolder:
+        """A folder for a new run: ``path``, or a new ``runs/<timestamp>`` (never one another run took); ``data_dir``
+        is the run's ``--data-dir``, if given."""
+        data_dir = data_dir and data_dir.absolute()  # a resume may start elsewhere
         if path is None:
-            return cls(_new_run_dir(), config, created=True)
+            return cls(_new_run_dir(), config, created=True, data_dir=data_dir)
         try:
             existed = path.exists()
         except OSError:  # a name too long, say: writable_folder says so
@@ -84,23 +87,29 @@ class RunFolder:
             listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
             raise ConfigError(f"--out {path} holds files of its own ({listed}): a run needs a new or empty "
                               "folder; choose another")  # fmt: skip
-        return cls(path, config, created=not existed)
+        return cls(path, config, created=not existed, data_dir=data_dir)
 
     @classmethod
     def open_to_resume(cls, path: Path) -> tuple[RunFolder, dict[str, np.ndarray], TrainState]:
         """The unfinished run in ``path``, its backend's arrays and the loop's state, from its checkpoint."""
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--resume {path} is a file: expected the folder of an unfinished run")
         if not (path / CONFIG).is_file():
             raise ConfigError(f"--resume {path}: no {CONFIG} there; expected the folder of an unfinished run")
         status = _read_status(path)
         if status.get("status") in ("finished", "diverged") or not (path / CHECKPOINT).is_file():
             raise ConfigError(f"--resume {path}: nothing to resume: it {_describe(path)}")
         try:
-            config = TrainConfig.from_dict(parse_json((path / CONFIG).read_text())).validate()
+            options = parse_json((path / CONFIG).read_text())
+            data_dir = options.pop(DATA_DIR, None) if isinstance(options, dict) else None
+            if not isinstance(data_dir, str | None):
+                raise ValueError(f"{DATA_DIR} must be a folder's path, got {data_dir!r}")
+            config = TrainConfig.from_dict(options).validate()
         except (ValueError, TypeError) as exc:
             raise UserError(f"{path / CONFIG}: not a valid run config ({exc})") from None
-        folder = cls(writable_folder(path, "--resume"), config, created=False)
+        folder = cls(writable_folder(path, "--resume"), config, created=False, data_dir=data_dir and Path(data_dir))
         try:
-            backend_state, state = load_checkpoint(path / CHECKPOINT)
+            backend_state, state = load_checkpoint(path / CHECKPOINT, config.to_dict())
             write_history(path / HISTORY, state.history)  # drops any row written after the checkpoint
         except BaseException:
             folder.close()
@@ -109,22 +118,27 @@ class RunFolder:
 
     # -- the run's life --------------------------------------------------------------------------------
 
+    def options(self) -> dict:
+        """What ``config.json`` and ``model.npz`` record: the run's options, and its ``--data-dir`` if given."""
+        return {**self.config.to_dict(), **({DATA_DIR: str(self.data_dir)} if self.data_dir else {})}
+
     def start(self) -> None:
-        write_json(self.path / CONFIG, self.config.to_dict())
+        write_json(self.path / CONFIG, self.options())
         write_history(self.path / HISTORY, [])
-        self._status("running", 0, f"training (pid {os.getpid()})")
+        self._running(0)
         self.started = True
 
     def resume(self, state: TrainState) -> None:
-        self._status("running", state.epoch, f"training again from epoch {state.epoch + 1} (pid {os.getpid()})")
+        self._running(state.epoch, f"again from epoch {state.epoch + 1}")
         self.started = True
 
     def end_epoch(self, state: TrainState, backend_state: dict[str, np.ndarray]) -> None:
         append_history(self.path / HISTORY, state.history[-1])
-        save_checkpoint(self.path / CHECKPOINT, backend_state, state)
+        save_checkpoint(self.path / CHECKPOINT, backend_state, state, self.config.to_dict())
+        self._running(state.epoch)
 
     def interrupted(self, backend_state: dict[str, np.ndarray], state: TrainState, why: str) -> None:
-        save_checkpoint(self.path / CHECKPOINT, backend_state, state)
+        save_checkpoint(self.path / CHECKPOINT, backend_state, state, self.config.to_dict())
         self._status("interrupted", state.epoch, f"{why} in epoch {state.epoch + 1} after {state.batch} batches")
 
     def failed(self, state: TrainState, error: str, fix: str) -> str | None:
@@ -165,7 +179,7 @@ class RunFolder:
         target = Path(tempfile.gettempdir()) / f"lr-from-scratch-rescued-{self.path.name}-{os.getpid()}"
         try:
             target.mkdir(parents=True)
-            with RunFolder(target, self.config, created=True) as rescued:
+            with RunFolder(target, self.config, created=True, data_dir=self.data_dir) as rescued:
                 rescued.scaling = self.scaling
                 rescued.start()
                 write_history(target / HISTORY, state.history)
@@ -193,8 +207,13 @@ class RunFolder:
     def _status(self, status: str, epochs_done: int, detail: str) -> None:
         write_json(self.path / STATUS, {"status": status, "epochs_done": epochs_done, "detail": detail})
 
+    def _running(self, epochs_done: int, how: str = "") -> None:
+        """``running``, by this process, ``epochs_done`` epochs checkpointed (kept up to date at each epoch's end):
+        if no such process is alive, it was killed then (``--out`` on the folder says so)."""
+        self._status("running", epochs_done, f"training{f' {how}' if how else ''} (pid {os.getpid()})")
+
     def _save_model(self, state: TrainState) -> None:
-        save_model(self.path / MODEL, state.best_weight, state.best_bias, *self.scaling, self.config)
+        save_model(self.path / MODEL, state.best_weight, state.best_bias, *self.scaling, self.options())
 
 
 def _read_status(path: Path) -> dict:

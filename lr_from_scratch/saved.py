@@ -1,7 +1,8 @@
 """What a run saves, and how it is read back: ``model.npz``, ``checkpoint.npz``, ``history.csv``.
 
 ``model.npz`` is framework-neutral and read by both packages: ``weight`` (K, D), ``bias`` (K,), the scaling
-``mean`` and ``std`` applied after ``/ 255`` (0 and 1 without normalisation), and ``config`` (a JSON string).
+``mean`` and ``std`` applied after ``/ 255`` (0 and 1 without normalisation), and ``config`` (a JSON string: the
+run's options as in its ``config.json``, with :data:`DATA_DIR` when the run was given one).
 Every file is written atomically, and every file read back is checked: a malformed, hand-edited or diverged
 file is one :class:`UserError` line, before anything uses it.
 """
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
 from .errors import UserError
 from .files import atomic_open, parse_json, write_text
 from .trainer import HISTORY_COLUMNS, TrainState
+
+#: The key of ``config.json`` and ``model.npz``'s config that records a run's ``--data-dir`` (absolute), when given.
+DATA_DIR = "data_dir"
 
 
 @dataclass
@@ -41,12 +44,12 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-def save_model(path: Path, weight, bias, mean: float, std: float, config: TrainConfig) -> None:
-    """Write ``model.npz`` (see the module docstring)."""
+def save_model(path: Path, weight, bias, mean: float, std: float, options: dict) -> None:
+    """Write ``model.npz`` (see the module docstring); ``options``: the run's, as in its ``config.json``."""
     save_npz(
         path,
         {"weight": weight, "bias": bias, "mean": np.float64(mean), "std": np.float64(std),
-         "config": np.array(json.dumps(config.to_dict()))},
+         "config": np.array(json.dumps(options))},
     )  # fmt: skip
 
 
@@ -87,23 +90,40 @@ def load_model(path: str | Path) -> SavedModel:
     return SavedModel(weight, bias, mean, std, config)
 
 
-def save_checkpoint(path: Path, backend_state: dict[str, np.ndarray], state: TrainState) -> None:
-    """Everything ``--resume`` needs: the backend's arrays, the best weights, and the loop's state."""
+def save_checkpoint(path: Path, backend_state: dict[str, np.ndarray], state: TrainState,
+                    options: dict | None = None) -> None:  # fmt: skip
+    """Everything ``--resume`` needs: the backend's arrays, the best weights, and the loop's state; ``options``:
+    the run's (``TrainConfig.to_dict()``), which the resumed run must still have."""
     arrays = {f"backend/{k}": v for k, v in backend_state.items()}
     if state.best_weight is not None:
         arrays.update({"best/weight": state.best_weight, "best/bias": state.best_bias})
+    if options is not None:
+        arrays["options"] = np.array(json.dumps(options))
     save_npz(path, {**arrays, "state": np.array(state.to_json())})
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], TrainState]:
+def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, np.ndarray], TrainState]:
     """Inverse of :func:`save_checkpoint`, checked: every array finite floats, every field of the loop's state of
-    its type and not negative. (Whether the shapes fit the run is for the caller, who knows the data.)"""
+    its type and not negative, and the options it was saved with those given (``config.json``'s now: an edit
+    there would change the run half-way, a batch size its position in the epoch). (Whether the shapes fit the run
+    is for the caller, who knows the data.)"""
     arrays = _read_npz(path, "a checkpoint")
     if "state" not in arrays or "backend/weight" not in arrays or "backend/bias" not in arrays:
         raise UserError(f"{path}: not a checkpoint (no state, weight or bias); start a new run instead")
     for name, array in arrays.items():
-        if name != "state":
+        if name not in ("state", "options"):
             _finite_floats(path, name, array)
+    if options is not None and "options" in arrays:
+        try:
+            saved = parse_json(str(arrays["options"]))
+        except ValueError:
+            raise UserError(f"{path}: its options are not valid JSON; start a new run instead") from None
+        changed = [key for key in options if not isinstance(saved, dict) or saved.get(key) != options[key]]
+        if changed:
+            key = changed[0]
+            was = saved.get(key) if isinstance(saved, dict) else None
+            raise UserError(f"{path}: the run was saved with {key} {was!r}, but its config.json now says "
+                            f"{options[key]!r}: put it back, or start a new run")  # fmt: skip
     try:
         fields = parse_json(str(arrays["state"]))
         state = TrainState(**fields, best_weight=arrays.get("best/weight"), best_bias=arrays.get("best/bias"))

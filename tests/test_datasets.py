@@ -6,7 +6,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
+import shlex
 import shutil
+import subprocess
+from signal import SIGINT
 
 import numpy as np
 import pytest
@@ -14,7 +18,9 @@ import pytest
 from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, load_dataset, load_mnist, scale_images
 from lr_from_scratch.data.idx import encode_idx
 from lr_from_scratch.errors import DataError
+from lr_from_scratch.runs import RunFolder
 from lr_from_scratch.saved import load_model
+from lr_from_scratch.train import main
 
 from .conftest import assert_one_line_error, run_module
 
@@ -143,14 +149,33 @@ def test_a_dataset_of_your_own_trains_and_evaluates(tmp_path, backend):
     saved = load_model(tmp_path / "run")
     assert saved.weight.shape == (3, 120) and saved.config["dataset"] == "idx"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] > 0.95
-    evaluation = run_module("lr_from_scratch.evaluate", str(tmp_path / "run"), "--data-dir", str(data), "--no-progress")
+    evaluation = run_module("lr_from_scratch.evaluate", str(tmp_path / "run"), "--no-progress")  # the run's data
     assert evaluation.returncode == 0, evaluation.stderr
     report = (tmp_path / "run" / "report.md").read_text()
     assert "On the 150 your IDX files test images" in report and "| 2 |" in report and "| 3 |" not in report
 
 
+def test_an_interrupted_run_on_your_own_dataset_resumes_with_the_command_it_printed(tmp_path, capsys, monkeypatch):
+    """The run records its --data-dir (absolute: the resume may start elsewhere), and the "Continue with" line
+    names the Python that ran it: typed as printed, from another folder, it finishes the run with the weights of
+    one never interrupted."""
+    data = synthetic_idx(tmp_path / "idx")
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "idx", "--data-dir", "idx", "--epochs", "3", "--backend", "numpy", "--no-progress"]
+    end_epoch = RunFolder.end_epoch
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, "end_epoch", lambda self, *a: (end_epoch(self, *a), os.kill(os.getpid(), SIGINT)))
+        assert main([*args, "--out", str(tmp_path / "stopped")]) == 130
+    printed = capsys.readouterr().err.split("Continue with: ")[1].strip()
+    (tmp_path / "elsewhere").mkdir()
+    resumed = subprocess.run(shlex.split(printed), cwd=tmp_path / "elsewhere", capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert main([*args[:2], "--data-dir", str(data), *args[4:], "--out", str(tmp_path / "whole")]) == 0
+    np.testing.assert_array_equal(load_model(tmp_path / "stopped").weight, load_model(tmp_path / "whole").weight)
+
+
 BAD_SETS = {
-    "no data folder": (None, [], 2, "--dataset idx needs --data-dir"),
+    "no data folder": (None, [], 2, "the idx dataset needs --data-dir"),
     "missing files": ("empty", [], 1, "your IDX files files missing from"),
     "count mismatch": ("short-labels", [], 1, "149 test images but 150 labels"),
     "size mismatch": ("sizes", [], 1, "training images of (12, 10) pixels, test images of (10, 12)"),
@@ -233,3 +258,18 @@ def test_a_named_dataset_is_checked_against_its_published_checksums(tmp_path, mo
     archive.write_bytes(gzip.compress(gzip.decompress(archive.read_bytes()), compresslevel=1))  # same data, other bytes
     with pytest.raises(DataError, match="checksum mismatch for t10k-labels-idx1-ubyte.gz"):
         load_dataset("fashion-mnist", tmp_path / "fm", download=False)
+
+
+def test_a_fetch_is_announced_even_without_progress_bars(tmp_path, capsys, monkeypatch, mnist_dir):
+    """A mistyped --data-dir is a new, empty folder: one line says the files were fetched into it, --no-progress
+    or not (here the fetch copies the cached files: no network)."""
+    from lr_from_scratch.data import datasets
+
+    def fetch(root, missing, *args, **kwargs):
+        root.mkdir(parents=True)
+        for file in missing:
+            shutil.copy(mnist_dir / file.name, root / file.name)
+
+    monkeypatch.setattr(datasets, "fetch_files", fetch)
+    load_dataset("mnist", tmp_path / "typo", progress=False)
+    assert capsys.readouterr().err == f"MNIST: fetched its 4 missing files into {tmp_path / 'typo'}\n"

@@ -17,7 +17,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import scale_images
 from lr_from_scratch.data.field import BOX, FIELD, TIE, area_weights, round_half_down, to_mnist_field
 from lr_from_scratch.demo import EXAMPLES, N_MISTAKES, PER_CLASS, encode, pick_examples
@@ -167,7 +166,7 @@ def test_the_examples_are_test_images_with_their_labels_and_the_models_worst_mis
 def test_the_demo_command_refuses_a_model_of_other_images(tmp_path):
     config = load_model(MODEL).config
     save_model(tmp_path / "model.npz", np.zeros((10, 100), np.float32), np.zeros(10, np.float32), 0.0, 1.0,
-               TrainConfig(**{**config, "dataset": "idx"}))  # fmt: skip
+               {**config, "dataset": "idx"})  # fmt: skip
     result = run_module("lr_from_scratch.demo", str(tmp_path / "model.npz"), "--out", str(tmp_path / "out"))
     assert_one_line_error(result, 1, "weight (10, 100)", "expected a model trained on MNIST, weight (10, 784)")
     assert not (tmp_path / "out").exists()

@@ -122,12 +122,15 @@ def test_evaluate_a_bare_model_file_into_another_folder(trained, tmp_path):
 
 def test_bad_models_are_one_line(tmp_path, capsys):
     (tmp_path / "empty_run").mkdir()
+    (tmp_path / "unfinished_run").mkdir()
+    (tmp_path / "unfinished_run" / "checkpoint.npz").write_bytes(b"")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
     np.savez(tmp_path / "no_bias.npz", weight=np.zeros((10, 784)))
     np.savez(tmp_path / "small.npz", weight=np.zeros((10, 100)), bias=np.zeros(10), mean=0.0, std=1.0)
     cases = {
         tmp_path / "nowhere": "no model at",
         tmp_path / "empty_run": "expected a run folder holding model.npz",
+        tmp_path / "unfinished_run": "unfinished (it holds checkpoint.npz); finish it with the training",
         tmp_path / "garbage.npz": "not a readable .npz file",
         tmp_path / "no_bias.npz": "missing bias, mean, std",
         tmp_path / "small.npz": "weight has shape (10, 100), expected (10, 784)",

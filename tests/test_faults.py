@@ -118,7 +118,8 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, cap
     }
     main_, args = COMMANDS[command]
     code = main_([*args, "--out", str(out[where])])
-    expected = {"a file": "is a file: expected a folder", "under a file": "which is a file: expected a folder",
+    expected = {"a file": "is a file: expected a folder; choose another",
+                "under a file": "which is a file: expected a folder; choose another",
                 "a name too long": "File name too long"}[where]  # fmt: skip
     assert_one_line_error((code, capsys.readouterr().err), 1, f"--out {out[where]}", expected)
     assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
@@ -274,6 +275,9 @@ def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
     after_first_epoch(proc)
     proc.kill()
     proc.communicate(timeout=60)
+    # status.json kept up to date: the epoch printed is in it (the kill may fall between a later epoch's writes)
+    checkpointed = load_checkpoint(tmp_path / "a" / "checkpoint.npz")[1].epoch
+    assert 1 <= status(tmp_path / "a")["epochs_done"] in (checkpointed - 1, checkpointed)
     refused = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "a"))
     assert_one_line_error(refused, 2, "holds an unfinished run", "stopped after epoch", f"--resume {tmp_path / 'a'}")
     assert run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress").returncode == 0
@@ -310,7 +314,7 @@ def test_an_interrupt_while_the_results_are_written_waits_for_them(tmp_path, cap
     monkeypatch.setattr(RunFolder, "finished", finished_after_a_ctrl_c)
     assert main([*QUICK, "--out", str(tmp_path / "r")]) == 130
     err = capsys.readouterr().err
-    assert err == f"interrupted: the run had finished first: {tmp_path / 'r'}/ holds its results\n"
+    assert err == f"interrupted: it came after training, so the run finished: {tmp_path / 'r'}/ holds its results\n"
     assert status(tmp_path / "r")["status"] == "finished" and (tmp_path / "r" / "curves.png").exists()
 
 
@@ -557,6 +561,16 @@ def test_a_bad_numba_num_threads_is_one_line_before_numba_loads(threads):
     assert_one_line_error(result, 2, f"NUMBA_NUM_THREADS is {threads!r}, expected a positive integer")
 
 
+def test_more_numba_threads_than_cores_is_a_note_and_the_run_goes_on(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(cores + 1)}
+    result = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "r"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (f"note: NUMBA_NUM_THREADS is {cores + 1}, more than the {cores} cores this process may "
+                             f"use: the threads take turns and the numba backend slows down; unset it, or set at most "
+                             f"{cores}\n")  # fmt: skip
+
+
 def test_a_folder_in_use_names_the_run_that_holds_it(tmp_path):
     """What --resume meets on a folder whose run is still training: which process holds it, and what to do."""
     from lr_from_scratch import runs
@@ -702,6 +716,24 @@ def test_a_hand_edited_checkpoint_is_refused_in_one_line(tmp_path, capsys, case)
     save_npz(tmp_path / "r" / "checkpoint.npz", arrays)
     code = main(["--resume", str(tmp_path / "r"), "--no-progress"])
     assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+
+
+@pytest.mark.parametrize("edit", [{"batch_size": 128}, {"lr": 0.1}])
+def test_a_config_edited_after_the_checkpoint_is_refused_in_one_line(tmp_path, capsys, edit):
+    """A new batch size would resume at another place in the epoch, a new rate change the run half-way: the
+    checkpoint keeps the options it was saved under, and --resume compares them with config.json's."""
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "r"))
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    write_json(tmp_path / "r" / "config.json", {**config, **edit})
+    code = main(["--resume", str(tmp_path / "r"), "--no-progress"])
+    [(key, value)] = edit.items()
+    expected = f"saved with {key} {config[key]!r}, but its config.json now says {value!r}: put it back"
+    assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+    write_json(tmp_path / "r" / "config.json", config)  # put back: it resumes
+    assert main(["--resume", str(tmp_path / "r"), "--no-progress"]) == 0
 
 
 def test_a_config_nested_too_deeply_to_read_is_one_line(tmp_path, capsys):

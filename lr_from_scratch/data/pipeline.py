@@ -132,8 +132,10 @@ def split_for(n: int, config) -> tuple[np.ndarray, np.ndarray]:
                 f"--batch-size {config.batch_size} is more than the {len(train_idx)} training samples that "
                 f"--val-split {config.val_split} leaves of {n}: lower --batch-size or --val-split"
             )
+        more = " or raise --limit" if config.limit is not None else ""
         raise ConfigError(
-            f"--batch-size must be between 1 and the {len(train_idx)} training samples, got {config.batch_size}"
+            f"--batch-size must be between 1 and the {len(train_idx)} training samples, got {config.batch_size}: "
+            f"lower --batch-size{more}"
         )
     return train_idx, val_idx
 
