@@ -24,6 +24,7 @@ from lr_from_scratch.cli import (
     ArgumentParser,
     Interrupted,
     StopOnInterrupt,
+    bars_shown,
     path_arg,
     run_cli,
     staged_outputs,
@@ -187,7 +188,7 @@ def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
     drift hits all alike). An implementation that raises is listed under "skipped" as failed and the rest go
     on; one that ``stop()`` left untimed is listed as not measured, and ``result["interrupted"]`` says where
     the run stopped."""
-    sizes, progress, failed = opts["sizes"], not opts["args"].no_progress, {}
+    sizes, progress, failed = opts["sizes"], bars_shown(not opts["args"].no_progress), {}
     cells = [(impl, size) for size in sizes for impl in impls]  # the smallest batch first, every implementation
     benches = {}
     best = {cell: float("inf") for cell in cells}

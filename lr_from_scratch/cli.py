@@ -6,6 +6,7 @@ nowhere, and results written all at once.
   command stops with one line saying what was saved, and exits with 128 + the signal's number (130, 143).
   Where stopping mid-way would lose work, :class:`StopOnInterrupt` turns them into a flag the work polls.
 - Output to a closed pipe (``... | head -1``) is dropped, not fatal: the work does not depend on a reader.
+- Progress bars are drawn only where someone watches (:func:`bars_shown`), never into a log file.
 - :func:`staged_outputs` writes a command's files into a hidden folder, then moves them into place while
   signals wait: all of them appear, or none.
 """
@@ -56,6 +57,16 @@ def path_arg(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("got an empty path; expected a file or folder name")
     return Path(text).expanduser()
+
+
+def bars_shown(asked: bool) -> bool:
+    """Whether to draw progress bars: when ``asked`` (no ``--no-progress``) and someone watches, on a terminal or
+    in a notebook (where tqdm draws a widget). Into a log file a bar writes a carriage-return line per update."""
+    if not asked:
+        return False
+    if "ipykernel" in sys.modules:
+        return True
+    return sys.stderr is not None and sys.stderr.isatty()
 
 
 def as_run_here(prog: str) -> str:

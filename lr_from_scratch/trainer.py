@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backends import Backend
+from .cli import bars_shown
 from .config import TrainConfig
 from .data.pipeline import batch_slices, epoch_order
 from .errors import TrainingDiverged
@@ -124,7 +125,7 @@ def train_epoch(
     lr = epoch_lr(config, state.epoch)
     order = epoch_order(backend.n_train, config.seed, state.epoch)
     desc = f"epoch {state.epoch + 1}/{config.epochs}"
-    with tqdm(total=len(batches), initial=state.batch, desc=desc, leave=False, disable=not progress) as bar:
+    with tqdm(total=len(batches), initial=state.batch, desc=desc, leave=False, disable=not bars_shown(progress)) as bar:
         while state.batch < len(batches):
             chunk = batches[state.batch : state.batch + backend.steps_per_call]
             start = time.perf_counter()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 
 import numpy as np
 import pytest
@@ -135,6 +140,25 @@ def test_bad_option_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys
     code = main([*base, *args, "--out", str(tmp_path / "run")])
     assert_one_line_error((code, capsys.readouterr().err), 2, expected)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("watched", [False, True])
+def test_progress_bars_go_to_a_terminal_and_never_into_a_log(tmp_path, watched):
+    """Without --no-progress, a run's stderr redirected to a file (here a pipe) gets no bar, whose every update
+    is a carriage-return line there; a terminal (here a pseudo-terminal) still gets them."""
+    reader, writer = pty.openpty() if watched else os.pipe()
+    if watched:  # a new pseudo-terminal is 0 columns wide, in which tqdm draws nothing
+        fcntl.ioctl(writer, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    args = [sys.executable, "-m", "lr_from_scratch.train", "--limit", "3000", "--epochs", "1", "--out", str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=writer, stdin=subprocess.DEVNULL)
+    os.close(writer)
+    err = b""
+    with contextlib.suppress(OSError):  # a pseudo-terminal's reader fails (EIO) once the writer has gone
+        while chunk := os.read(reader, 1 << 16):
+            err += chunk
+    os.close(reader)
+    assert proc.wait(timeout=300) == 0, err
+    assert (b"epoch 1/1:" in err and b"\r" in err) == watched, err
 
 
 def test_bad_option_from_the_shell_has_no_traceback(tmp_path):

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..cli import bars_shown
 from ..errors import DataError
 from ..files import write_bytes
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, decompress, encode_idx
@@ -199,7 +200,8 @@ def _download(url: str, progress: bool) -> bytes:
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         buf = io.BytesIO()
-        with tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
+        name = url.rsplit("/", 1)[-1]
+        with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not bars_shown(progress)) as bar:
             try:
                 while chunk := response.read(1 << 16):
                     buf.write(chunk)
