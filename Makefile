@@ -49,7 +49,7 @@ figures: $(VENV)/.installed $(SITE_ASSETS) browser
 	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training
 	$(BIN)/python -m lr_from_scratch.sweep --out docs/figures/training
 	$(BIN)/python -m benchmarks.report --no-progress
-	$(BIN)/python -m lr_from_scratch.demo runs/docs-figures --no-progress
+	$(BIN)/python -m lr_from_scratch.demo runs/docs-figures --out docs/figures/demo --no-progress
 	$(BIN)/python scripts/demo_screenshot.py
 
 # On a GPU machine (no network, no pip: it runs from the checkout): the CUDA tests and docs/benchmarks-gpu.md.

@@ -81,7 +81,7 @@ def page_data(model_path: Path, metrics_path: Path, examples_path: Path) -> dict
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.demo", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=path_arg, help="a run folder or a model.npz, trained on MNIST")
-    add_data_and_out(parser, "docs/figures/demo")
+    add_data_and_out(parser, "runs/demo")  # the docs' own: make figures passes --out docs/figures/demo
     return parser
 
 

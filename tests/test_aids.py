@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 
-from lr_from_scratch import explore, lr_find, sweep
+from lr_from_scratch import demo, explore, lr_find, sweep
 from lr_from_scratch.errors import UserError
 
-from .conftest import assert_one_line_error
+from .conftest import REPO, assert_one_line_error
 
 
 def test_explore_writes_figures_and_a_summary(tmp_path, capsys):
@@ -62,6 +63,16 @@ def test_an_interrupted_sweep_writes_the_batch_sizes_it_finished(tmp_path, capsy
     assert code == 130 and err == f"interrupted: wrote {tmp_path}/ for the batch sizes finished first (256, 512)\n"
     assert [r["batch_size"] for r in json.loads((tmp_path / "batch_sweep.json").read_text())] == [256, 512]
     assert (tmp_path / "batch_sweep.png").exists()
+
+
+@pytest.mark.parametrize("command", [explore, lr_find, sweep, demo])
+def test_the_default_out_is_a_folder_git_ignores(command):
+    """A user's run of an analysis command never rewrites a tracked file (the demo's default was the docs' own
+    examples, which a model of one's own then replaced under the docs' model)."""
+    args = [str(REPO / "docs" / "figures" / "training")] if command is demo else []
+    out = command.build_parser().parse_args(args).out
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(out / "any-file")], cwd=REPO)
+    assert ignored.returncode == 0, f"{out} is not ignored by git"
 
 
 @pytest.mark.parametrize("command", [explore, lr_find, sweep])
