@@ -39,6 +39,18 @@ if ! why=$(python3 -c "$check" 2>&1); then
     echo "error: ${why##*$'\n'}: run scripts/gpu.sh on a GPU machine with numba-cuda" >&2
     exit 2
 fi
+# The grid kernel's grid-wide barrier needs CUDA's device runtime (libcudadevrt), which an installation may lack:
+# then the tests that ask for that kernel fail and the report skips cuda-grid, while training ("auto") takes the
+# dense kernel. Said first, so that those failures read as this machine's, not as a bug.
+# (stdout only: Numba warns on stderr of the check's one-block grid)
+if ! grid=$(python3 -c 'from lr_from_scratch.kernels.cuda import grid_unavailable; print(grid_unavailable() or "")' \
+    2>/dev/null); then
+    grid="the check itself failed"
+fi
+if [ -n "$grid" ]; then
+    echo "warning: the CUDA grid kernel cannot run here (${grid##*$'\n'}): its tests will fail and the report" \
+        "will skip cuda-grid" >&2
+fi
 # Nothing stops half-way: a failing test or implementation is reported, the rest still runs, the page of what
 # worked is written (failures listed as skipped), and the exit status says whether all of it passed. The whole
 # stays inside the ten minutes a device call may take: the tests get at most TESTS_S, the report what is left of

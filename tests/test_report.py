@@ -400,10 +400,11 @@ def test_a_report_terminated_in_the_time_to_92_runs_keeps_the_ones_that_finished
     assert set(result["time_to_92"]) == {"numba"} and result["time_to_92"]["numba"]["seconds"] > 0
 
 
-def _gpu_machine(tmp_path: Path, otherwise: str) -> tuple[dict, Path]:
+def _gpu_machine(tmp_path: Path, otherwise: str, grid_unavailable: str = "") -> tuple[dict, Path]:
     """A copy of the checkout's layout in ``tmp_path`` for scripts/gpu.sh, and ``(environment, $OUT)`` for it: a
-    stub ``python3`` first on PATH passes the GPU check and the GPU tests, and runs the shell line ``otherwise``
-    for every other command."""
+    stub ``python3`` first on PATH passes the GPU check and the GPU tests, answers the grid kernel's check with
+    ``grid_unavailable`` (why it cannot run; empty: it can), and runs the shell line ``otherwise`` for every
+    other command."""
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "scripts").mkdir()
     shutil.copy(repo / "scripts" / "gpu.sh", tmp_path / "scripts" / "gpu.sh")
@@ -411,7 +412,8 @@ def _gpu_machine(tmp_path: Path, otherwise: str) -> tuple[dict, Path]:
         (tmp_path / package).symlink_to(repo / package)
     stub = tmp_path / "bin" / "python3"
     stub.parent.mkdir()
-    stub.write_text(f'#!/bin/sh\ncase "$1 $2" in\n"-c "*|"-m pytest") exit 0 ;;\nesac\n{otherwise}\n')
+    stub.write_text(f'#!/bin/sh\ncase "$1 $2" in\n"-c "*grid_unavailable*) echo "{grid_unavailable}"; exit 0 ;;\n'
+                    f'"-c "*|"-m pytest") exit 0 ;;\nesac\n{otherwise}\n')  # fmt: skip
     stub.chmod(0o755)
     out = tmp_path / "out"
     out.mkdir()
@@ -435,6 +437,17 @@ def test_gpu_script_takes_a_data_folder_then_the_reports_options(tmp_path, args,
     assert got_data == data and got_args.startswith("-m benchmarks.report --out docs --name benchmarks-gpu ")
     _, after_impls = got_args.split(" --impls ")
     assert after_impls.split(" ", 1)[1:] == ([report_args] if report_args else [])
+
+
+@pytest.mark.parametrize("why", ["", "libcudadevrt.a: no such file"])
+def test_gpu_script_says_first_when_the_grid_kernel_cannot_run_here(tmp_path, why):
+    """Where CUDA's device runtime is missing, the grid kernel's tests fail and the report skips it: one warning
+    line says so before the tests, and the script goes on; where it runs, nothing is said."""
+    env, _ = _gpu_machine(tmp_path, "exit 0", grid_unavailable=why)
+    run = subprocess.run([tmp_path / "scripts" / "gpu.sh"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    warning = f"warning: the CUDA grid kernel cannot run here ({why}): its tests will fail and the report will skip"
+    assert run.stderr == (f"{warning} cuda-grid\n" if why else "")
 
 
 def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, mnist, mnist_dir):
