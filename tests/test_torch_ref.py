@@ -214,17 +214,25 @@ def test_a_compiled_run_prints_no_warning_of_torchs(tmp_path):
                         "--device", "cpu", "--out", str(tmp_path / "r"))  # fmt: skip
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "compiled -> " in result.stdout and "test accuracy" in result.stdout
+    assert result.stdout.startswith("torch.compile compiled the step in ")
 
 
-def test_the_compiled_step_takes_the_steps_of_the_eager_one(mnist):
-    """``--compile`` runs each step through torch.compile: the same arithmetic, fused (float64, to rounding)."""
-    config = TrainConfig(limit=700, epochs=2, dtype="float64", lr_step=1)
+def test_the_compiled_step_takes_the_steps_of_the_eager_one_and_compiles_before_training(mnist):
+    """``--compile`` runs each step through torch.compile: the same arithmetic, fused (float64, to rounding). It
+    compiles while the backend is built: a new learning rate each epoch, the short last batch and a loaded
+    checkpoint then compile nothing (a number for the rate compiled the step again at each one and, after eight,
+    ran it eagerly; a loaded checkpoint's new momentum tensors did too)."""
+    config = TrainConfig(limit=700, epochs=3, dtype="float64", lr_step=1, nesterov=True)  # batches of 64, and 60
     splits = prepare(mnist, config)
     eager, compiled = (TorchBackend(config, splits, torch.device("cpu"), compile=c) for c in (False, True))
-    for backend in (eager, compiled):
-        fit(backend, config, progress=False, log=None)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for backend in (eager, compiled):
+            fit(backend, config, progress=False, log=None)
+            backend.load_state(backend.state())  # as a resumed run does
+            train_epoch(backend, config, TrainState(epoch=config.epochs), batch_slices(backend.n_train, 64))
     np.testing.assert_allclose(compiled.params()[0], eager.params()[0], rtol=0, atol=1e-12)
     assert compiled.info["compiled"] and not eager.info["compiled"]
+    assert compiled.info["compile_seconds"] > 0 and "compile_seconds" not in eager.info
 
 
 def test_cuda_graphs_on_the_cpu_are_one_line_exit_2(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.model import initial_params
 from lr_from_scratch.optim import momentum_buffer_key
 
+from .compiled import CompiledStep
 from .data import DTYPES, as_dataset, as_tensors, torchvision_parts
 from .graphs import GraphedBlocks
 from .model import from_arrays, to_arrays
@@ -76,7 +78,8 @@ class TorchBackend:
         self.loss_fn = nn.CrossEntropyLoss()  # mean over the batch
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
-            lr=config.lr,
+            # compiled, a learning rate in a tensor, set in place by the schedule (a number compiles again: .compiled)
+            lr=torch.tensor(config.lr, dtype=torch.float64, device=device) if compile else config.lr,
             momentum=config.momentum,
             dampening=config.dampening,
             weight_decay=config.weight_decay,
@@ -92,17 +95,32 @@ class TorchBackend:
         self.n_train, self.has_val, self.info = len(splits.train), splits.val is not None, {}
         self._epoch = (None, None)  # (order, order on the device or DataLoader iterator)
         self._next = 0
-        # torch.compile of the whole step (forward, backward and the optimizer's update) into fused kernels;
-        # it compiles on the first step of each batch shape, and again when the learning rate changes.
-        self._step = torch.compile(self._eager_step) if compile else self._eager_step
+        self._step = self._eager_step
         self._graphs = GraphedBlocks(self._block, self.optimizer) if cuda_graphs else None
         self.info.update(compiled=compile, cuda_graphs=cuda_graphs)
+        if compile:
+            self._compile()
+
+    def _compile(self) -> None:
+        """Compile the step for the batch shapes the run meets (:mod:`.compiled`), undo the steps that took, and
+        say how long it did in ``info["compile_seconds"]``."""
+        start = time.perf_counter()
+        initial = self.state()
+        size, short = self.config.batch_size, self.n_train % self.config.batch_size
+        self._step = CompiledStep(self._eager_step, self.optimizer)
+        self._step.warm_up([self._first_samples(n) for n in (size, short) if n])
+        self.load_state(initial)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.info["compile_seconds"] = time.perf_counter() - start
 
     # -- training -------------------------------------------------------------------------------------
 
     def run_steps(self, order: np.ndarray, batches: list[slice], lr: float) -> tuple[float, int]:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
         self.model.train()
         if self.loader == "tensor":
             idx = self._device_order(order)[batches[0].start : batches[-1].stop]  # the batches are consecutive
@@ -144,6 +162,14 @@ class TorchBackend:
         loss.backward()
         self.optimizer.step()
         return loss.detach(), (logits.argmax(dim=1) == y).sum()
+
+    def _first_samples(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` training samples as the loader hands a batch of ``n`` to the step, on the device."""
+        if self.loader == "tensor":
+            x_all, y_all = self.data["train"]
+            return x_all[torch.arange(n, device=self.device)], y_all[torch.arange(n, device=self.device)]
+        x, y = next(iter(DataLoader(Subset(self.data["train"], range(n)), batch_size=n)))
+        return x.to(self.device), y.to(self.device)
 
     def _device_order(self, order: np.ndarray) -> torch.Tensor:
         """The epoch's order on the device, copied once an epoch."""
@@ -205,4 +231,7 @@ class TorchBackend:
             self._graphs.forget()
         for i, p in enumerate(self.model.parameters()):
             if momentum_buffer_key(i) in state:
-                self.optimizer.state[p]["momentum_buffer"] = torch.from_numpy(state[momentum_buffer_key(i)]).to(p)
+                buffer = torch.from_numpy(state[momentum_buffer_key(i)]).to(p)
+                if isinstance(self._step, CompiledStep):  # into the tensors its update reads
+                    buffer = self._step.keep(p, buffer)
+                self.optimizer.state[p]["momentum_buffer"] = buffer

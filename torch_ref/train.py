@@ -84,14 +84,21 @@ def save_state_dict(backend: TorchBackend, run_dir) -> list[str]:
     return [MODEL_PT]
 
 
+def build_backend(config, splits, args) -> TorchBackend:
+    """The backend, saying how long ``--compile`` took (it compiles there, so no epoch's timing includes it)."""
+    device = resolve_device(args.device)
+    backend = TorchBackend(config, splits, device, args.loader, args.data_dir, args.compile, args.cuda_graphs)
+    if args.compile:
+        print(f"torch.compile compiled the step in {backend.info['compile_seconds']:.1f} s")
+    return backend
+
+
 RECIPE = Recipe(
     prog="python -m torch_ref.train",
     backends=("torch",),
     add_arguments=add_arguments,
     set_up=set_up,
-    make_backend=lambda config, splits, args: TorchBackend(
-        config, splits, resolve_device(args.device), args.loader, args.data_dir, args.compile, args.cuda_graphs
-    ),
+    make_backend=build_backend,
     describe=lambda config, args: (
         f"torch on {resolve_device(args.device)}, {args.loader} loader"
         + ", compiled" * args.compile
