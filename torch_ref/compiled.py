@@ -23,6 +23,11 @@ import torch
 #: ``step(x, y) -> (mean loss, correct count)``: one SGD step on a batch, device tensors out.
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
+#: Graphs torch keeps for one piece of code before it runs it eagerly (its default is 8). Every backend compiles
+#: its own graphs of the same code, the step's, so a process that builds several needs more: the benchmark report
+#: builds four batch sizes, a batch shape and a short last one each, on the CPU and on a GPU.
+RECOMPILE_LIMIT = 64
+
 
 class CompiledStep:
     """``step`` through ``torch.compile``, called as ``step`` is; :meth:`warm_up` compiles it."""
@@ -30,6 +35,7 @@ class CompiledStep:
     def __init__(self, step: Step, optimizer: torch.optim.Optimizer):
         self.eager, self.optimizer = step, optimizer
         self.compiled = torch.compile(step, dynamic=False)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         self.buffers: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> the momentum buffer the update reads
 
     def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
