@@ -18,10 +18,11 @@ test: $(VENV)/.installed $(SITE_ASSETS) browser
 	$(BIN)/ruff format --check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 	@echo "The kernels as plain Python first (NUMBA_DISABLE_JIT=1), so every line of them runs; the CUDA kernels"
-	@echo "in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1; on a GPU machine the main run tests them there); then all:"
+	@echo "in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1; on a GPU machine the main run tests them there); then all,"
+	@echo "a process per core (-n auto):"
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_kernels.py
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto tests/test_cuda.py
-	$(BIN)/python -m pytest --benchmark-disable $(ARGS)
+	$(BIN)/python -m pytest --benchmark-disable -n auto $(ARGS)
 
 # torchvision's own MNIST pipeline, in a second environment: PyPI's torchvision does not import beside the CPU
 # torch of .venv, so this one takes the pair in constraints-vision.txt (about 5.5 GB, from local files here).

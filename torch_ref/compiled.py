@@ -35,7 +35,9 @@ class CompiledStep:
     def __init__(self, step: Step, optimizer: torch.optim.Optimizer):
         self.eager, self.optimizer = step, optimizer
         self.compiled = torch.compile(step, dynamic=False)
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        config = torch._dynamo.config
+        limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # older torch's name
+        setattr(config, limit, max(getattr(config, limit), RECOMPILE_LIMIT))
         self.buffers: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> the momentum buffer the update reads
 
     def warm_up(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
