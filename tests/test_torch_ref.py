@@ -221,29 +221,33 @@ def test_a_compiled_run_prints_no_warning_of_torchs(tmp_path):
 def test_the_compiled_step_takes_the_steps_of_the_eager_one_and_compiles_before_training(mnist, device):
     """``--compile`` runs each step through torch.compile: the same arithmetic, fused (float64, to rounding). It
     compiles while the backend is built: a new learning rate each epoch, the short last batch and a loaded
-    checkpoint then compile nothing (a number for the rate compiled the step again at each one and, after eight,
-    ran it eagerly; a loaded checkpoint's new momentum tensors did too)."""
-    config = TrainConfig(limit=700, epochs=3, dtype="float64", lr_step=1, nesterov=True)  # batches of 64, and 60
+    checkpoint then compile nothing, neither again nor anew (a number for the rate compiled the update again at
+    each one and, after eight, ran it eagerly; a loaded checkpoint's new momentum tensors compiled it again)."""
+    config = TrainConfig(limit=700, epochs=3, dtype="float64", lr_step=1, nesterov=True)  # 630 to train: 64s, 54
     splits = prepare(mnist, config)
     eager, compiled = (TorchBackend(config, splits, torch.device(device), compile=c) for c in (False, True))
+    frames = torch._dynamo.utils.counters["frames"]["total"]  # what torch has compiled (or tried to) so far
     with torch._dynamo.config.patch(error_on_recompile=True):
         for backend in (eager, compiled):
             fit(backend, config, progress=False, log=None)
             backend.load_state(backend.state())  # as a resumed run does
             train_epoch(backend, config, TrainState(epoch=config.epochs), batch_slices(backend.n_train, 64))
-    np.testing.assert_allclose(compiled.params()[0], eager.params()[0], rtol=0, atol=1e-12)
+    assert torch._dynamo.utils.counters["frames"]["total"] == frames
+    for ours, theirs in zip(compiled.params(), eager.params(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
     assert compiled.info["compiled"] and not eager.info["compiled"]
     assert compiled.info["compile_seconds"] > 0 and "compile_seconds" not in eager.info
 
 
 def test_backends_compiled_in_one_process_each_keep_their_compiled_step(mnist):
-    """Each backend compiles its batch shapes for the same code: past torch's default of eight graphs, the fifth
-    backend here (its batch and short last batch shapes all new) would have run its steps eagerly."""
-    for batch_size in (64, 72, 80, 88, 96):  # 700 samples: short last batches of 60, 52, 60, 84 and 28
-        config = TrainConfig(limit=700, batch_size=batch_size)
-        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
-            backend = TorchBackend(config, prepare(mnist, config), torch.device("cpu"), compile=True)
-            train_epoch(backend, config, TrainState(), batch_slices(backend.n_train, batch_size))
+    """Each backend compiles graphs of its own for the same code, bound to its optimizer: two here (the batch
+    shape and the short last one). Past torch's default of eight, the fifth backend would have run eagerly."""
+    config = TrainConfig(limit=700)
+    splits = prepare(mnist, config)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        for _ in range(5):
+            backend = TorchBackend(config, splits, torch.device("cpu"), compile=True)
+            train_epoch(backend, config, TrainState(), batch_slices(backend.n_train, config.batch_size))
 
 
 def test_cuda_graphs_on_the_cpu_are_one_line_exit_2(tmp_path, capsys):

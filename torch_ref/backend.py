@@ -231,7 +231,7 @@ class TorchBackend:
             self._graphs.forget()
         for i, p in enumerate(self.model.parameters()):
             if momentum_buffer_key(i) in state:
-                buffer = torch.from_numpy(state[momentum_buffer_key(i)]).to(p)
+                buffer = torch.from_numpy(state[momentum_buffer_key(i)]).to(p, copy=True)  # not the caller's array
                 if isinstance(self._step, CompiledStep):  # into the tensors its update reads
                     buffer = self._step.keep(p, buffer)
                 self.optimizer.state[p]["momentum_buffer"] = buffer

@@ -7,10 +7,10 @@ fails, a fact about the inputs the graph was compiled for. Three of them shape t
 - the shape of a batch: compiled with ``dynamic=False``, each batch shape a run meets (its batches, and a short
   last one) gets a graph of its own, compiled here, before the first epoch;
 - the learning rate: a Python number is a constant in the compiled update, so each new rate of the schedule
-  compiled it again, and after eight (``torch._dynamo.config.recompile_limit``) torch ran the step eagerly. The
-  backend gives ``SGD`` a tensor instead, whose value the schedule changes in place;
-- the momentum buffers: the compiled update reads them at the addresses it was compiled for (it guards on the
-  tensors themselves). SGD's first step makes new ones (``buf = grad``), so the first step of a run runs
+  compiled it again, and after eight (``torch._dynamo.config.recompile_limit``) torch warned and ran the update
+  eagerly. The backend gives ``SGD`` a tensor instead, whose value the schedule changes in place;
+- the momentum buffers: the compiled update is bound to the very tensors it was compiled with (it guards on
+  their identity). SGD's first step makes new ones (a copy of the gradient), so the first step of a run runs
   eagerly and its buffers are then copied into the tensors the update knows; a loaded checkpoint's go there too.
 """
 
@@ -23,9 +23,11 @@ import torch
 #: ``step(x, y) -> (mean loss, correct count)``: one SGD step on a batch, device tensors out.
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-#: Graphs torch keeps for one piece of code before it runs it eagerly (its default is 8). Every backend compiles
-#: its own graphs of the same code, the step's, so a process that builds several needs more: the benchmark report
-#: builds four batch sizes, a batch shape and a short last one each, on the CPU and on a GPU.
+#: Graphs torch compiles for one piece of code before it runs it eagerly (its default is 8). Every backend compiles
+#: graphs of its own for the same code, the step's, bound to its optimizer: two each (a batch shape and a short
+#: last one), so the benchmark report's four batch sizes reach the default, and a fifth backend passed it. The
+#: count lasts the process (a backend's graphs count after it is gone): 64 is room for 32 compiled backends. It is
+#: torch's setting for the whole process, raised to this, never lowered.
 RECOMPILE_LIMIT = 64
 
 
