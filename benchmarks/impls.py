@@ -49,7 +49,7 @@ IMPLEMENTATIONS = {
 NUMBA_THREADS = {"numba-1-thread": 1}
 #: Implementations timed for speed only: each takes the same steps as another one (numba-naive as numpy, the
 #: CUDA kernels held to one as cuda, the DataLoader and the compiled step as the tensors), so its time to 92%
-#: would say nothing new (or, compiled, would count the compilation).
+#: would say nothing new.
 SPEED_ONLY = {"numba-naive", "cuda-dense", "cuda-grid", "torch-cpu-dataloader", "torch-cpu-compile",
               "torch-cuda-compile", *NUMBA_THREADS}  # fmt: skip
 #: The test accuracy whose time the report gives ("time to 92%").
