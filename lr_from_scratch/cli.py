@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import ConfigError, UserError
+from .files import expand_home
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Signals the process was started with ignored (a background job of a script: SIGINT): they stay ignored.
@@ -56,7 +57,10 @@ def path_arg(text: str) -> Path:
     empty one (``--out ""``, an unset shell variable) is refused: ``Path("")`` would quietly mean this folder."""
     if not text.strip():
         raise argparse.ArgumentTypeError("got an empty path; expected a file or folder name")
-    return Path(text).expanduser()
+    try:
+        return expand_home(text)
+    except ConfigError as exc:  # argparse would print only "invalid path_arg value"
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def bars_shown(asked: bool) -> bool:

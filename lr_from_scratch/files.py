@@ -1,4 +1,4 @@
-"""Atomic file writes: write into a temporary file beside the target, then rename.
+"""Files: paths as a user writes them, and atomic writes (into a temporary file beside the target, then a rename).
 
 An interrupted write (Ctrl-C, a full disk, a crash) leaves the old file or no file, never half of a new one.
 """
@@ -14,7 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import UserError
+from .errors import ConfigError, UserError
+
+
+def expand_home(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell would. A user this machine does not know
+    (``~runs/x``, meant as ``~/runs/x``) is a :class:`ConfigError`, not ``pathlib``'s traceback."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        home = str(path).split(os.sep)[0]
+        raise ConfigError(f"{path}: this machine has no user {home[1:]!r} for {home} to stand for: write ~/ for "
+                          "your own home folder, or the path without ~") from None  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -607,6 +607,20 @@ def test_an_empty_path_is_refused_not_taken_for_this_folder(option, capsys):
     assert_one_line_error((code, capsys.readouterr().err), 2, f"argument {option}: got an empty path")
 
 
+@pytest.mark.parametrize("option", ["--out", "--data-dir", "--resume"])
+def test_a_home_of_no_user_is_one_line_not_pathlibs_traceback(option, capsys):
+    """``~runs/x`` for ``~/runs/x``: the shell leaves a ``~name`` of no user as it is, and pathlib raises."""
+    code = main([*QUICK, option, "~no-such-user-here/x"])
+    expected = f"argument {option}: ~no-such-user-here/x: this machine has no user 'no-such-user-here'"
+    assert_one_line_error((code, capsys.readouterr().err), 2, expected, "write ~/ for your own home folder")
+
+
+def test_a_data_folder_variable_with_a_home_of_no_user_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LR_FROM_SCRATCH_DATA", "~no-such-user-here/mnist")
+    code = main([*QUICK, "--out", str(tmp_path / "r")])
+    assert_one_line_error((code, capsys.readouterr().err), 2, "~no-such-user-here/mnist: this machine has no user")
+
+
 def test_another_commands_look_at_a_folder_does_not_make_a_run_refuse_it(tmp_path):
     """A refused command describes the folder (is a run in it?) by taking its lock, shared, for an instant; a run
     that claims the folder in that instant waits it out instead of calling the folder in use."""

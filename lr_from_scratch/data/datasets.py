@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..files import write_bytes
+from ..files import expand_home, write_bytes
 from .idx import check_images, check_labels, decompress, parse_idx
 from .sources import FASHION_MNIST_FILES, FILES, IDX_FILES, KMNIST_FILES, IdxFile, fetch_files, verify_idx_bytes
 from .sparse import MAX_COLUMNS
@@ -95,14 +95,14 @@ def default_data_dir(dataset: str = "mnist") -> Path:
     if dataset == "idx":
         raise ConfigError("the idx dataset needs --data-dir: the folder that holds your four IDX files")
     if dataset == "mnist" and os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+        return expand_home(os.environ[DATA_DIR_ENV])
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "lr-from-scratch" / dataset
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None, dataset: str = "mnist") -> Path:
     """``data_dir`` as given (``~`` expanded), or :func:`default_data_dir` when None."""
-    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir(dataset)
+    return expand_home(data_dir) if data_dir is not None else default_data_dir(dataset)
 
 
 def find_file(root: Path, file: IdxFile) -> Path | None:
