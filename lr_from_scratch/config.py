@@ -64,10 +64,11 @@ class TrainConfig:
         require(0 <= self.momentum < 1, "momentum", "a number in [0, 1), such as 0.9")
         require(0 <= self.dampening <= 1, "dampening", "a number in [0, 1]")
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
-            momentum, dampening = option_name("momentum", flags), option_name("dampening", flags)
+            momentum, dampening, nesterov = (option_name(n, flags) for n in ("momentum", "dampening", "nesterov"))
+            fixes = [f"{momentum} 0.9"] * (self.momentum == 0) + [f"{dampening} 0"] * (self.dampening != 0)
             raise ConfigError(
-                f"{option_name('nesterov', flags)} needs {momentum} > 0 and {dampening} 0, got momentum "
-                f"{self.momentum} and dampening {self.dampening}: set {momentum} 0.9, or drop nesterov"
+                f"{nesterov} needs {momentum} > 0 and {dampening} 0, got momentum {self.momentum} and dampening "
+                f"{self.dampening}: set {' and '.join(fixes)}, or drop {nesterov}"
             )
         require(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", ">= 0")
         require(self.lr_step >= 0, "lr_step", "an integer >= 0 (0 keeps the rate constant)")

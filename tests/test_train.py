@@ -121,7 +121,20 @@ BAD_ARGS = {
     "lr text": (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
     "momentum one": (["--momentum", "1"], "--momentum must be a number in [0, 1)"),
     "momentum negative": (["--momentum", "-0.5"], "got -0.5"),
-    "nesterov alone": (["--nesterov", "--momentum", "0"], "--nesterov needs --momentum > 0"),
+    "nesterov alone": (
+        ["--nesterov", "--momentum", "0"],
+        "--nesterov needs --momentum > 0",
+        "set --momentum 0.9, or drop --nesterov",
+    ),
+    "nesterov dampened": (
+        ["--nesterov", "--dampening", "1"],
+        "got momentum 0.9 and dampening 1.0",
+        "set --dampening 0, or drop --nesterov",
+    ),
+    "nesterov with neither": (
+        ["--nesterov", "--momentum", "0", "--dampening", "0.5"],
+        "set --momentum 0.9 and --dampening 0, or drop --nesterov",
+    ),
     "val split one": (["--val-split", "1"], "--val-split must be a fraction in [0, 1)"),
     "val split negative": (["--val-split", "-0.1"], "got -0.1"),
     "val split empty": (["--val-split", "0.0001"], "leaves no validation sample"),
@@ -135,10 +148,10 @@ BAD_ARGS = {
 
 @pytest.mark.parametrize("case", BAD_ARGS)
 def test_bad_option_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
-    args, expected = BAD_ARGS[case]
+    args, *expected = BAD_ARGS[case]
     base = ["--limit", "3000", "--no-progress"] if "--limit" not in args else ["--no-progress"]
     code = main([*base, *args, "--out", str(tmp_path / "run")])
-    assert_one_line_error((code, capsys.readouterr().err), 2, expected)
+    assert_one_line_error((code, capsys.readouterr().err), 2, *expected)
     assert not (tmp_path / "run").exists()
 
 
