@@ -235,11 +235,18 @@ def _describe(path: Path) -> str:
     if state == "diverged":
         kept = "model.npz holds the weights it kept" if (path / MODEL).exists() else "no epoch finished"
         return f"holds a run that diverged ({detail}; {kept}): start a new one in another folder, with a lower --lr"
-    if (path / CHECKPOINT).exists():
-        how = detail or "interrupted"
-        if state == "running":  # and no one holds the lock: the process died, or its writes failed
-            how = f"it stopped after epoch {_epochs_in_history(path)} without finishing: killed, or a write failed"
+    how = detail or state
+    if state == "running":  # and no one holds the lock: the process died, or its writes failed
+        how = f"it stopped after epoch {_epochs_in_history(path)} without finishing: killed, or a write failed"
+    if (path / CHECKPOINT).is_file():
+        how = how or "interrupted"
         return f"holds an unfinished run ({how}): continue it with --resume {path}, or choose another folder"
+    done = status.get("epochs_done")
+    if isinstance(done, int) and done > 0:  # epochs were checkpointed, and the checkpoint is gone
+        return (
+            f"holds an unfinished run ({how}) but no {CHECKPOINT} to continue from (put it back to resume): "
+            "choose another folder"
+        )
     if state is not None:  # a run's status, but no checkpoint: it ended before its first epoch did
         how = "failed" if state == "failed" else "stopped"
         if state == "running":  # and no one holds the lock

@@ -243,6 +243,27 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_like_an_uninterrupt
     np.testing.assert_array_equal(load_model(tmp_path / "a").weight, load_model(tmp_path / "b").weight)
 
 
+def test_an_interrupted_run_whose_checkpoint_is_gone_says_so(tmp_path):
+    """Epochs were done, but checkpoint.npz is missing (or is not a file): the refusal names it, rather than
+    calling the run one that stopped before its first epoch ended, or offering the --resume just refused."""
+    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"))
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    checkpoint = tmp_path / "a" / "checkpoint.npz"
+    checkpoint.rename(tmp_path / "kept.npz")
+    expected = "holds an unfinished run (interrupted by SIGTERM in epoch"
+    for gone in ("missing", "a folder"):
+        if gone == "a folder":
+            checkpoint.mkdir()
+        resumed = run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"))
+        line = assert_one_line_error(resumed, 2, "nothing to resume", expected, "but no checkpoint.npz to continue")
+        assert "--resume" not in line.split("nothing to resume")[1]
+    checkpoint.rmdir()
+    (tmp_path / "kept.npz").rename(checkpoint)  # put back: it resumes
+    assert run_module("lr_from_scratch.train", "--resume", str(tmp_path / "a"), "--no-progress").returncode == 0
+
+
 def test_a_run_started_with_sigint_ignored_ignores_it(tmp_path):
     """A script's background jobs start with SIGINT ignored (a non-interactive shell does that): it stays ignored."""
     proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "a"), ignore_sigint=True)
