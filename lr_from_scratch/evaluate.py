@@ -23,7 +23,7 @@ from .errors import UserError
 from .files import write_json, write_text
 from .functional import cross_entropy, softmax
 from .plots import plot_confidence, plot_confusion, plot_curves, plot_image_grid, plot_reliability
-from .runs import CHECKPOINT, MODEL
+from .runs import CHECKPOINT, MODEL, held_by_a_run
 from .saved import DATA_DIR, load_model
 
 FIGURES = {
@@ -155,6 +155,9 @@ def build_parser() -> ArgumentParser:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     path = args.model
+    if path.is_dir() and not (path / MODEL).exists() and held_by_a_run(path):
+        raise UserError(f"no model at {path / MODEL} yet: the run there is still training; evaluate it once it has "
+                        "finished")  # fmt: skip
     if path.is_dir() and not (path / MODEL).exists() and (path / CHECKPOINT).exists():
         raise UserError(f"no model at {path / MODEL}: the run there is unfinished (it holds {CHECKPOINT}); finish it "
                         f"with the training command's --resume {path}, then evaluate it")  # fmt: skip

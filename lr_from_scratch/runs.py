@@ -47,7 +47,7 @@ CONFIG, STATUS, HISTORY, METRICS, MODEL, CHECKPOINT, CURVES = (
     "config.json", "status.json", "history.csv", "metrics.json", "model.npz", "checkpoint.npz", "curves.png",
 )  # fmt: skip
 LOCK = ".lock"  # held (flock) by the run that owns the folder; gone once it ends
-PROBE_S = 0.2  # a lock held longer than this is a run's, not another command's instant look (_held_by_another)
+PROBE_S = 0.2  # a lock held longer than this is a run's, not another command's instant look (held_by_a_run)
 
 
 class RunFolder:
@@ -228,7 +228,7 @@ def _describe(path: Path) -> str:
     """What the run folder ``path`` holds and what the user can do, for a refusal (after "--out PATH")."""
     status = _read_status(path)
     state, detail = status.get("status"), status.get("detail", "")
-    if _held_by_another(path):
+    if held_by_a_run(path):
         return f"is in use by a run in progress ({detail}): choose another folder"
     if state == "finished" or (path / METRICS).exists():
         return f"holds a finished run ({detail or 'see metrics.json'}): choose another folder"
@@ -265,7 +265,7 @@ def _epochs_in_history(path: Path) -> int:
 def _lock(path: Path) -> int:
     """Take the folder's lock (released when the process ends, however it ends); refuse a folder in use.
 
-    A lock held for less than :data:`PROBE_S` is another command's look at the folder (:func:`_held_by_another`),
+    A lock held for less than :data:`PROBE_S` is another command's look at the folder (:func:`held_by_a_run`),
     not a run: wait it out. A lock taken on a file that its holder removed meanwhile (see
     :meth:`RunFolder.close`) guards nothing: then try again on the new file."""
     while True:
@@ -297,7 +297,7 @@ def _flock_within(fd: int, kind: int, seconds: float) -> bool:
             time.sleep(seconds / 20)
 
 
-def _held_by_another(path: Path) -> bool:
+def held_by_a_run(path: Path) -> bool:
     """Whether a run holds the folder's lock. The look takes the lock, shared, for an instant, which is why
     :func:`_lock` waits up to :data:`PROBE_S` before it calls a folder in use."""
     try:

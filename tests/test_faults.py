@@ -566,6 +566,16 @@ def test_an_out_in_use_is_refused(tmp_path):
     assert not (tmp_path / "r").exists()  # this holder never started: it leaves nothing behind
 
 
+def test_evaluate_on_a_run_still_training_says_to_wait_not_to_resume(tmp_path):
+    """Its folder holds a checkpoint after the first epoch, but --resume there would be refused: it is in use."""
+    with RunFolder.create(tmp_path / "r", TrainConfig()) as folder:
+        folder.start()
+        (tmp_path / "r" / "checkpoint.npz").write_bytes(b"")
+        result = run_module("lr_from_scratch.evaluate", str(tmp_path / "r"))
+        line = assert_one_line_error(result, 1, "the run there is still training; evaluate it once it has finished")
+        assert "--resume" not in line
+
+
 @pytest.mark.parametrize("package", ["lr_from_scratch", "torch_ref", "benchmarks"])
 def test_a_ctrl_c_while_a_command_loads_its_libraries_is_one_line(package):
     """``python -m <package>.<command>`` imports the package first, with sys.argv[0] set to "-m"; here that
