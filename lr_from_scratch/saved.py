@@ -67,7 +67,11 @@ def load_model(path: str | Path) -> SavedModel:
     arrays = _read_npz(path, "a model.npz")
     missing = [k for k in ("weight", "bias", "mean", "std") if k not in arrays]
     if missing:
-        raise UserError(f"{path}: missing {', '.join(missing)}; expected weight, bias, mean, std")
+        if any(name.endswith("data.pkl") for name in arrays):  # the zip archive torch.save writes (model.pt)
+            raise UserError(f"{path}: a PyTorch file (torch.save), not a model.npz: give the run folder, or the "
+                            "model.npz beside it")  # fmt: skip
+        raise UserError(f"{path}: missing {', '.join(missing)}; expected a model.npz of either package (weight, "
+                        "bias, mean and std)")  # fmt: skip
     weight, bias = (_finite_floats(path, name, arrays[name]) for name in ("weight", "bias"))
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
         raise UserError(f"{path}: weight {weight.shape} and bias {bias.shape}, expected (K, D) and (K,)")

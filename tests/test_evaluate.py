@@ -127,6 +127,9 @@ def test_bad_models_are_one_line(tmp_path, capsys):
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
     np.savez(tmp_path / "no_bias.npz", weight=np.zeros((10, 784)))
     np.savez(tmp_path / "small.npz", weight=np.zeros((10, 100)), bias=np.zeros(10), mean=0.0, std=1.0)
+    import torch
+
+    torch.save(torch.nn.Linear(784, 10).state_dict(), tmp_path / "model.pt")  # what torch_ref writes beside model.npz
     cases = {
         tmp_path / "nowhere": "no model at",
         tmp_path / "empty_run": "expected a run folder holding model.npz",
@@ -134,6 +137,7 @@ def test_bad_models_are_one_line(tmp_path, capsys):
         tmp_path / "garbage.npz": "not a readable .npz file",
         tmp_path / "no_bias.npz": "missing bias, mean, std",
         tmp_path / "small.npz": "weight has shape (10, 100), expected (10, 784)",
+        tmp_path / "model.pt": "a PyTorch file (torch.save), not a model.npz: give the run folder, or the model.npz",
     }
     for path, expected in cases.items():
         code = main([str(path), "--no-progress"])
