@@ -101,12 +101,15 @@ class RunFolder:
             raise ConfigError(f"--resume {path}: nothing to resume: it {_describe(path)}")
         try:
             options = parse_json((path / CONFIG).read_text())
-            data_dir = options.pop(DATA_DIR, None) if isinstance(options, dict) else None
+            if not isinstance(options, dict):
+                raise ValueError(f"expected a JSON object of the run's options, got a {type(options).__name__}")
+            data_dir = options.pop(DATA_DIR, None)
             if not isinstance(data_dir, str | None):
                 raise ValueError(f"{DATA_DIR} must be a folder's path, got {data_dir!r}")
             config = TrainConfig.from_dict(options).validate()
         except (ValueError, TypeError) as exc:
-            raise UserError(f"{path / CONFIG}: not a valid run config ({exc})") from None
+            raise UserError(f"{path / CONFIG}: not a valid run config ({exc}): put back the one the run wrote, or "
+                            "start a new run in another folder") from None  # fmt: skip
         folder = cls(writable_folder(path, "--resume"), config, created=False, data_dir=data_dir and Path(data_dir))
         try:
             backend_state, state = load_checkpoint(path / CHECKPOINT, config.to_dict())

@@ -781,13 +781,21 @@ def test_a_config_edited_after_the_checkpoint_is_refused_in_one_line(tmp_path, c
     assert main(["--resume", str(tmp_path / "r"), "--no-progress"]) == 0
 
 
-def test_a_config_nested_too_deeply_to_read_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[" * 100_000, "(nested too deeply to read)"),
+        ("[]", "(expected a JSON object of the run's options, got a list)"),
+    ],
+)
+def test_a_config_json_that_is_no_runs_is_one_line(tmp_path, capsys, text, expected):
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "config.json").write_text("[" * 100_000)
+    (tmp_path / "r" / "config.json").write_text(text)
     (tmp_path / "r" / "status.json").write_text('{"status": "interrupted"}')
     (tmp_path / "r" / "checkpoint.npz").write_bytes(b"")
     code = main(["--resume", str(tmp_path / "r")])
-    assert_one_line_error((code, capsys.readouterr().err), 1, "not a valid run config (nested too deeply to read)")
+    fix = "put back the one the run wrote, or start a new run in another folder"
+    assert_one_line_error((code, capsys.readouterr().err), 1, f"not a valid run config {expected}: {fix}")
 
 
 def test_json_outputs_hold_no_nan(tmp_path):

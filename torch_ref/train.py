@@ -100,7 +100,8 @@ RECIPE = Recipe(
     set_up=set_up,
     make_backend=build_backend,
     describe=lambda config, args: (
-        f"torch on {resolve_device(args.device)}, {args.loader} loader"
+        f"torch on {resolve_device(args.device)}, "
+        + ("the textbook DataLoader" if args.loader == "dataloader" else f"{args.loader} loader")
         + ", compiled" * args.compile
         + ", CUDA graphs" * args.cuda_graphs
     ),
