@@ -35,10 +35,12 @@ def pytest_terminal_summary(terminalreporter):
     write("Training throughput, one epoch over 60,000 images (samples/s)")
     write(f"{'batch':>6} " + " ".join(f"{impl:>21}" for impl in impls) + "  numba/numpy numba/torch-cpu roofline")
     for b in sorted({b for _, b in RESULTS}):
-        cells = " ".join(f"{RESULTS.get((i, b), float('nan')):>21,.0f}" for i in impls)
+        cells = " ".join(f"{RESULTS[i, b]:>21,.0f}" if (i, b) in RESULTS else f"{'-':>21}" for i in impls)
         numba, numpy_, torch_ = (RESULTS.get((k, b)) for k in ("numba", "numpy", "torch-cpu"))
         ratios = f"{numba / numpy_:>11.1f}x {numba / torch_:>14.1f}x" if numba and numpy_ and torch_ else ""
         roof = f"{numba / compute_roofline(peak):>9.0%}" if numba and peak else ""
         write(f"{b:>6} {cells}  {ratios}{roof}")
+    if any((i, b) not in RESULTS for i in impls for b in {b for _, b in RESULTS}):
+        write("-: not timed at that batch size (the compiled PyTorch step only at 64 and 1024), or not selected")
     for key, value in EXTRA.items():
         write(f"{key}: {value:,.2f}")

@@ -513,3 +513,19 @@ def test_the_benchmark_summary_names_the_implementations_whatever_batch_sizes_ra
     header, row = lines[2], lines[3]
     assert header.split()[:3] == ["batch", "numpy", "numba"]
     assert row.split()[:3] == ["8192", "600,000", "2,500,000"]
+
+
+def test_the_benchmark_summary_marks_a_cell_not_timed_and_says_why(monkeypatch):
+    """The compiled PyTorch step is timed at two batch sizes only: its other cells are "-", explained below the
+    table, not "nan"."""
+    from types import SimpleNamespace
+
+    import benchmarks.conftest as suite
+
+    results = {("numba", 64): 1_500_000.0, ("torch-cpu-compile", 64): 100_000.0, ("numba", 256): 2_000_000.0}
+    monkeypatch.setattr(suite, "RESULTS", results)
+    monkeypatch.setattr(suite, "EXTRA", {})
+    lines = []
+    suite.pytest_terminal_summary(SimpleNamespace(write_line=lines.append))
+    assert lines[4].split()[:3] == ["256", "2,000,000", "-"] and "nan" not in "\n".join(lines)
+    assert lines[5].startswith("-: not timed at that batch size (the compiled PyTorch step only at 64 and 1024)")
