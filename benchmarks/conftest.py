@@ -9,6 +9,8 @@ from lr_from_scratch.data import load_mnist
 from .impls import IMPLEMENTATIONS, compute_roofline, peak_matmul_gflops
 
 RESULTS: dict[tuple[str, int], float] = {}  # (implementation, batch size) -> epoch samples/s
+#: torch.compile compiles for every batch shape (seconds each on the CPU): the compiled step is timed at these only.
+COMPILED_BATCH_SIZES = (64, 1024)
 EXTRA: dict[str, float] = {}
 
 
@@ -41,6 +43,7 @@ def pytest_terminal_summary(terminalreporter):
         roof = f"{numba / compute_roofline(peak):>9.0%}" if numba and peak else ""
         write(f"{b:>6} {cells}  {ratios}{roof}")
     if any((i, b) not in RESULTS for i in impls for b in {b for _, b in RESULTS}):
-        write("-: not timed at that batch size (the compiled PyTorch step only at 64 and 1024), or not selected")
+        sizes = " and ".join(map(str, COMPILED_BATCH_SIZES))
+        write(f"-: not timed at that batch size (the compiled PyTorch step only at {sizes}), or not selected")
     for key, value in EXTRA.items():
         write(f"{key}: {value:,.2f}")

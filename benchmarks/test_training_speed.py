@@ -16,14 +16,14 @@ import pytest
 from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, scale_images
 from lr_from_scratch.metrics import evaluate
 
-from .conftest import EXTRA, RESULTS
+from .conftest import COMPILED_BATCH_SIZES, EXTRA, RESULTS
 from .impls import IMPLEMENTATIONS, build, compute_roofline, unavailable
 
 BATCH_SIZES = [64, 256, 1024, 8192]
 SLOW = {"torch-cpu-dataloader", "numba-naive"}  # about 1 s an epoch: fewer rounds
-#: torch.compile compiles for every batch shape (tens of seconds on the CPU): it is timed at two sizes only.
 COMPILED = {impl for impl, (_, _, loader) in IMPLEMENTATIONS.items() if loader == "compile"}
-CASES = [(impl, size) for impl in IMPLEMENTATIONS for size in BATCH_SIZES if impl not in COMPILED or size in (64, 1024)]
+CASES = [(impl, size) for impl in IMPLEMENTATIONS for size in BATCH_SIZES
+         if impl not in COMPILED or size in COMPILED_BATCH_SIZES]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
