@@ -155,12 +155,13 @@ def build_parser() -> ArgumentParser:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     path = args.model
-    if path.is_dir() and not (path / MODEL).exists() and held_by_a_run(path):
-        raise UserError(f"no model at {path / MODEL} yet: the run there is still training; evaluate it once it has "
-                        "finished")  # fmt: skip
-    if path.is_dir() and not (path / MODEL).exists() and (path / CHECKPOINT).exists():
-        raise UserError(f"no model at {path / MODEL}: the run there is unfinished (it holds {CHECKPOINT}); finish it "
-                        f"with the training command's --resume {path}, then evaluate it")  # fmt: skip
+    if path.is_dir() and not (path / MODEL).exists():
+        if held_by_a_run(path):
+            raise UserError(f"no model at {path / MODEL} yet: the run there is still training; evaluate it once it "
+                            "has finished")  # fmt: skip
+        if (path / CHECKPOINT).exists():
+            raise UserError(f"no model at {path / MODEL}: the run there is unfinished (it holds {CHECKPOINT}); "
+                            f"finish it with the training command's --resume {path}, then evaluate it")  # fmt: skip
     saved = load_model(path)
     dataset = saved.config.get("dataset", "mnist")  # what the model was trained on
     if not isinstance(dataset, str) or dataset not in DATASETS:
