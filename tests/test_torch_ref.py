@@ -250,6 +250,13 @@ def test_backends_compiled_in_one_process_each_keep_their_compiled_step(mnist):
             train_epoch(backend, config, TrainState(), batch_slices(backend.n_train, config.batch_size))
 
 
+def test_tf32_on_the_cpu_says_it_changes_nothing(tmp_path, capsys):
+    assert main([*QUICK, "--device", "cpu", "--tf32", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: --tf32 changes CUDA's float32 matrix products only; this run is on the cpu")
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["tf32"] is True  # as asked, and recorded
+
+
 def test_cuda_graphs_on_the_cpu_are_one_line_exit_2(tmp_path, capsys):
     code = main([*QUICK, "--device", "cpu", "--cuda-graphs", "--out", str(tmp_path / "r")])
     expected = "--cuda-graphs needs a CUDA device, but this run is on the cpu: run it where PyTorch sees a GPU"

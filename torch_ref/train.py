@@ -72,6 +72,9 @@ def set_up(config, args) -> dict:
         check_torchvision(config)
     device = resolve_device(args.device)
     check_cuda_graphs(args.cuda_graphs, device, args.loader, args.compile)  # before the run folder exists
+    if args.tf32 and device.type != "cuda":
+        print(f"note: --tf32 changes CUDA's float32 matrix products only; this run is on the {device.type}, where it "
+              "changes nothing", file=sys.stderr)  # fmt: skip
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     torch.backends.cudnn.allow_tf32 = args.tf32
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
