@@ -137,9 +137,10 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
 
 def _train(recipe: Recipe, args, folder: RunFolder, backend_state, state: TrainState) -> int:
     config = folder.config
+    # a resumed run reads the folder it was given at the start (its backend too: torch_ref's torchvision loader)
+    args.data_dir = args.data_dir or folder.data_dir
     extra_metrics = recipe.set_up(config, args)
-    data_dir = args.data_dir or folder.data_dir  # a resumed run reads the folder it was given at the start
-    splits = prepare(load_dataset(config.dataset, data_dir, progress=not args.no_progress), config)
+    splits = prepare(load_dataset(config.dataset, args.data_dir, progress=not args.no_progress), config)
     folder.scaling = splits.mean, splits.std
     backend = recipe.make_backend(config, splits, args)
     if backend_state is not None:

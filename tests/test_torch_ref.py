@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 from lr_from_scratch.config import TrainConfig
 from lr_from_scratch.data import MNIST_MEAN, MNIST_STD, batch_slices, default_data_dir, epoch_order, prepare
 from lr_from_scratch.errors import ConfigError
+from lr_from_scratch.runs import RunFolder
 from lr_from_scratch.saved import load_checkpoint, load_model, save_checkpoint
 from lr_from_scratch.trainer import TrainingInterrupted, TrainState, epoch_lr, fit, train_epoch
 from torch_ref import textbook
@@ -248,6 +250,31 @@ def test_backends_compiled_in_one_process_each_keep_their_compiled_step(mnist):
         for _ in range(5):
             backend = TorchBackend(config, splits, torch.device("cpu"), compile=True)
             train_epoch(backend, config, TrainState(), batch_slices(backend.n_train, config.batch_size))
+
+
+def test_a_resumed_run_gives_its_backend_the_data_folder_it_recorded(tmp_path, monkeypatch, mnist_dir):
+    """``--loader torchvision`` reads the files of ``--data-dir`` itself: resumed without the option, the backend
+    gets the folder the run was started with, as the shared loader does (not the default folder)."""
+    import torch_ref.train as command
+
+    given = []
+
+    def recording(config, splits, device, loader, data_dir, *rest):
+        given.append(data_dir)
+        return TorchBackend(config, splits, device, loader, data_dir, *rest)
+
+    monkeypatch.setattr(command, "TorchBackend", recording)
+    end_epoch = RunFolder.end_epoch
+
+    def end_epoch_then_ctrl_c(self, *args):
+        end_epoch(self, *args)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, "end_epoch", end_epoch_then_ctrl_c)
+        assert main([*QUICK, "--data-dir", str(mnist_dir), "--out", str(tmp_path / "r")]) == 130
+    assert main(["--resume", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert [Path(d).resolve() for d in given] == [mnist_dir.resolve()] * 2
 
 
 def test_tf32_on_the_cpu_says_it_changes_nothing(tmp_path, capsys):
