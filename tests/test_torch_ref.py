@@ -133,7 +133,7 @@ def test_the_textbook_defaults_and_schedule_are_the_shared_ones():
     ours = (config.batch_size, config.lr, config.momentum, config.epochs, config.lr_step, config.lr_gamma)
     assert ours == (textbook.BATCH_SIZE, textbook.LR, textbook.MOMENTUM, textbook.EPOCHS, textbook.LR_STEP,
                     textbook.LR_GAMMA)  # fmt: skip
-    assert (MNIST_MEAN, MNIST_STD, default_data_dir()) == (textbook.MEAN, textbook.STD, textbook.DATA_DIR)
+    assert (MNIST_MEAN, MNIST_STD, default_data_dir()) == (textbook.MEAN, textbook.STD, textbook.DATA_DIR.expanduser())
     _, _, optimizer, scheduler = textbook.build()
     rates = []
     for _ in range(35):
@@ -160,6 +160,7 @@ def test_the_textbook_script_runs_by_itself_and_imports_no_lr_from_scratch(mnist
         (["--data-dir", "{missing}"], 1, "cannot read MNIST in {missing}"),
         (["--data-dir", "{mixed}"], 1, "(60000 train images but 10000 labels: the files do not belong together)"),
         (["--batch", "3"], 2, "unrecognized arguments: --batch 3"),
+        (["--data-dir", "~nouser/mnist"], 2, "~nouser/mnist: this machine has no user 'nouser'; write ~/ for yours"),
     ],
 )
 def test_the_textbook_script_reports_bad_input_in_one_line(tmp_path, mnist_dir, args, code, expected):

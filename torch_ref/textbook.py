@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images' pixels, after / 255
 BATCH_SIZE, LR, MOMENTUM, LR_STEP, LR_GAMMA, EPOCHS = 64, 0.01, 0.9, 10, 0.1, 20
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-DATA_DIR = Path(os.environ.get("LR_FROM_SCRATCH_DATA") or CACHE / "lr-from-scratch" / "mnist").expanduser()
+DATA_DIR = Path(os.environ.get("LR_FROM_SCRATCH_DATA") or CACHE / "lr-from-scratch" / "mnist")
 
 
 def read_idx(folder: Path, name: str) -> np.ndarray:
@@ -123,8 +123,12 @@ def main(argv=None):
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but this torch sees no CUDA device; use --device cpu")
+    try:  # a folder named in the environment may start with ~, which the shell did not expand
+        folder = args.data_dir.expanduser()
+    except RuntimeError:
+        parser.error(f"{args.data_dir}: this machine has no user {args.data_dir.parts[0][1:]!r}; write ~/ for yours")
     try:
-        train_set, test_set = MNISTDataset(*load(args.data_dir, "train")), MNISTDataset(*load(args.data_dir, "t10k"))
+        train_set, test_set = MNISTDataset(*load(folder, "train")), MNISTDataset(*load(folder, "t10k"))
     except (OSError, ValueError, EOFError) as exc:
         sys.exit(f"error: cannot read MNIST in {args.data_dir} ({exc}); run python -m lr_from_scratch.train once")
     torch.manual_seed(0)
