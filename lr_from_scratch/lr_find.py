@@ -56,7 +56,7 @@ def lr_range_test(x, y, n_classes, start, end, steps, batch_size, momentum, seed
     lowest_at = int(np.argmin(losses))
     steepest = float(rates[skip + np.argmin(slope[skip : max(lowest_at, skip + 1)])])
     lowest = float(rates[lowest_at])
-    return {"rates": rates.tolist(), "losses": losses.tolist(), "steepest": steepest, "lowest_loss": lowest,
+    return {"rates": rates.tolist(), "losses": losses.tolist(), "steepest_lr": steepest, "lowest_loss_lr": lowest,
             "suggested_range": [steepest, lowest / 3]}  # fmt: skip
 
 
@@ -91,7 +91,8 @@ def _main(argv) -> int:
     ax = fig.subplots()
     ax.plot(result["rates"], result["losses"])
     ax.axvspan(*result["suggested_range"], alpha=0.2, color="green", label="suggested range")
-    ax.axvline(result["steepest"], color="green", linestyle="--", label=f"steepest descent {result['steepest']:.2g}")
+    steepest = result["steepest_lr"]
+    ax.axvline(steepest, color="green", linestyle="--", label=f"steepest descent {steepest:.2g}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss",
            title=f"learning-rate range test (batch {config.batch_size}, momentum {config.momentum})")  # fmt: skip
     ax.grid(alpha=0.3, which="both")
@@ -100,7 +101,7 @@ def _main(argv) -> int:
         save(fig, stage / "lr_find.png")
         write_json(stage / "lr_find.json", result)
     low, high = result["suggested_range"]
-    print(f"steepest descent at lr {result['steepest']:.3g}; suggested range {low:.3g} to {high:.3g}")
+    print(f"steepest descent at lr {result['steepest_lr']:.3g}; suggested range {low:.3g} to {high:.3g}")
     print(f"wrote {out}/: lr_find.png lr_find.json")
     return 0
 

@@ -29,7 +29,7 @@ def test_lr_range_test_suggests_a_range_around_the_fastest_descent(tmp_path, cap
     assert lr_find.main(["--steps", "150", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "lr_find.json").read_text())
     low, high = result["suggested_range"]
-    assert 1e-5 < low == result["steepest"] < high < result["lowest_loss"] < 10
+    assert 1e-5 < low == result["steepest_lr"] < high < result["lowest_loss_lr"] < 10
     assert result["losses"][-1] > min(result["losses"])  # the sweep went past the best rate
     assert (tmp_path / "lr_find.png").exists()
 
