@@ -53,11 +53,13 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{option_name(name, flags)} must be {expected}, got {getattr(self, name)!r}")
 
+        choices = {"init": INITS, "dtype": DTYPES, "backend": backends, "dataset": DATASETS}
+        one_of = {name: f"one of {', '.join(names)}" for name, names in choices.items()}
         for field in dataclasses.fields(self):
             value, (kind, described) = getattr(self, field.name), _KINDS[type(field.default)]
             is_bool = isinstance(value, bool | np.bool_)
             ok = is_bool if kind is bool else isinstance(value, kind) and not is_bool
-            require(ok or (value is None and field.default is None), field.name, described)
+            require(ok or (value is None and field.default is None), field.name, one_of.get(field.name, described))
         require(self.epochs >= 1, "epochs", "an integer >= 1")
         require(self.batch_size >= 1, "batch_size", "an integer >= 1")
         require(math.isfinite(self.lr) and self.lr > 0, "lr", "a number > 0, such as 0.01")
@@ -75,13 +77,11 @@ class TrainConfig:
         require(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
         require(self.patience >= 0, "patience", "an integer >= 0 (0 turns early stopping off)")
         require(0 <= self.val_split < 1, "val_split", "a fraction in [0, 1), such as 0.1")
-        require(self.init in INITS, "init", f"one of {', '.join(INITS)}")
-        require(self.dtype in DTYPES, "dtype", f"one of {', '.join(DTYPES)}")
+        for name, names in choices.items():
+            require(getattr(self, name) in names, name, one_of[name])
         largest = float(np.finfo(self.dtype).max)
         require(self.lr <= largest, "lr", f"at most {largest:.4g}, the largest {self.dtype}")
         require(self.weight_decay <= largest, "weight_decay", f"at most {largest:.4g}, the largest {self.dtype}")
-        require(self.backend in backends, "backend", f"one of {', '.join(backends)}")
-        require(self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}")
         require(self.seed >= 0, "seed", "an integer >= 0")
         require(self.limit is None or self.limit >= 1, "limit", "an integer >= 1")
         return self

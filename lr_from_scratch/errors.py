@@ -21,9 +21,10 @@ class DataError(UserError):
     """MNIST is missing, unreachable, or fails verification."""
 
 
-class TrainingDiverged(UserError):
+class TrainingDiverged(UserError, ValueError):
     """The loss became NaN or infinite. ``happened`` says where, without the advice that follows it in the
-    message (the command line's options), so that an API can give its own."""
+    message (the command line's options), so that an API can give its own. A ValueError too, as scikit-learn's
+    own estimators raise for a fit that overflows."""
 
     def __init__(self, message: str, happened: str | None = None):
         super().__init__(message)

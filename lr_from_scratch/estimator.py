@@ -6,7 +6,7 @@
 Built on scikit-learn (``pip install lr-from-scratch[sklearn]``): it passes scikit-learn's own
 ``check_estimator`` and works inside ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``. It takes features
 as they are (scale them yourself, say with ``StandardScaler``), dense or ``scipy.sparse`` CSR (the Numba kernels
-train on the non-zero entries only), and labels of any kind.
+train on the non-zero entries only; the other backends make ``X`` dense), and labels of any kind.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .backends import array_backend, require_cuda
 from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import batch_slices, train_val_split
+from .data.sparse import MAX_COLUMNS
 from .errors import TrainingDiverged
-from .functional import softmax
+from .functional import log_softmax, softmax
 from .kernels.llvm import LANES
 from .model import initial_params
 from .trainer import TrainState, end_epoch, fit, train_epoch
@@ -107,7 +108,8 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
 
         The first call needs ``classes``, every label there will be. The SGD state (momentum buffers
         included) carries over from call to call, so consecutive calls are consecutive epochs of one run at
-        the schedule's rate (epoch ``n_iter_``); there is no validation part and no early stopping.
+        the schedule's rate (epoch ``n_iter_``); there is no validation part and no early stopping. With the
+        default ``lr_step=10`` the rate falls tenfold every ten calls: for a long stream, set ``lr_step=0``.
         """
         config = self._config()
         first = not hasattr(self, "classes_")
@@ -119,12 +121,12 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
             if classes.ndim != 1 or (classes.dtype.kind in "fc" and np.isnan(classes).any()):
                 raise ValueError(f"classes must be a 1-D array of every label there will be, got {classes!r}")
             self.classes_ = np.unique(classes)
-            _check_classes(self.classes_, config, "classes")
             weight, bias = initial_params(config, X.shape[1], len(self.classes_))
             self._sgd_state = {"weight": weight, "bias": bias}
             self.history_, self.best_epoch_, self.n_iter_ = [], 0, 0
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"classes are {np.unique(classes)}, but were {self.classes_} in the first partial_fit")
+        _check_classes(self.classes_, config, "classes" if first else "classes_")  # the backend may have changed
         unknown = np.setdiff1d(y, self.classes_)
         if len(unknown):
             raise ValueError(f"y has labels {unknown} that are not in classes {self.classes_}")
@@ -145,11 +147,13 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     @property
     def coef_(self) -> np.ndarray:
         """``weight_``, (K, D): one row per class, also with two classes (a softmax over two logits)."""
+        check_is_fitted(self)
         return self.weight_
 
     @property
     def intercept_(self) -> np.ndarray:
         """``bias_``, (K,)."""
+        check_is_fitted(self)
         return self.bias_
 
     def decision_function(self, X) -> np.ndarray:
@@ -162,6 +166,10 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities, columns in the order of ``classes_``: (N, D) -> (N, K)."""
         return softmax(self._logits(X))
 
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log class probabilities through log-sum-exp (no ``log(0)``): (N, D) -> (N, K)."""
+        return log_softmax(self._logits(X))
+
     def predict(self, X) -> np.ndarray:
         """Most probable label: (N, D) -> (N,)."""
         logits = self._logits(X)  # first: it says so when the estimator is not fitted
@@ -171,6 +179,8 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self) -> TrainConfig:
         params = self.get_params()
+        if isinstance(self.dtype, np.dtype | type):  # np.float32 as well as "float32"
+            params["dtype"] = np.dtype(self.dtype).name
         config = TrainConfig(**params, normalize=False)  # no dataset: X and y are the data
         config.validate(flags=False, backends=SCRATCH_BACKENDS)
         if config.backend == "cuda":
@@ -182,6 +192,10 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         kernels (densified for the others)."""
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=config.dtype, reset=reset)
         check_classification_targets(y)
+        if config.backend == "numba" and X.shape[1] > MAX_COLUMNS:
+            raise ValueError(f"X has {X.shape[1]} features; backend='numba' takes at most {MAX_COLUMNS} (it numbers "
+                             "them as uint16): select or hash them down first, or use backend='numpy', which makes "
+                             "X dense")  # fmt: skip
         if sp.issparse(X) and config.backend != "numba":
             X = X.toarray()
         return X, y

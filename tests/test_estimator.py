@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.feature_selection import RFE, SelectFromModel
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, cross_val_predict, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -136,8 +136,19 @@ def test_bad_inputs_are_clear_and_name_the_parameters(small):
         SoftmaxRegressionClassifier().fit(x[:3], [0.0, np.nan, 1.0])
     with pytest.raises(ValueError, match="^y has 1 class, expected at least 2 classes: give samples of two or more$"):
         SoftmaxRegressionClassifier().fit(x[:4], [1, 1, 1, 1])
-    with pytest.raises(NotFittedError, match="not fitted yet"):
-        SoftmaxRegressionClassifier().predict(x)
+    for unfitted in (
+        lambda c: c.predict(x),
+        lambda c: c.predict_log_proba(x),
+        lambda c: c.coef_,
+        lambda c: c.intercept_,
+    ):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            unfitted(SoftmaxRegressionClassifier())
+    for dtype in (None, "f4"):  # a type or a value outside the choices: the message lists them
+        with pytest.raises(ConfigError, match=f"^dtype must be one of float32, float64, got {dtype!r}$"):
+            SoftmaxRegressionClassifier(dtype=dtype).fit(x, y)
+    with pytest.raises(ConfigError, match="^backend must be one of numba, numpy, numba-naive, cuda, got None$"):
+        SoftmaxRegressionClassifier(backend=None).fit(x, y)
     clf = SoftmaxRegressionClassifier(epochs=1).fit(x, y)
     with pytest.raises(ValueError, match="X has 783 features, but SoftmaxRegressionClassifier is expecting 784"):
         clf.predict(x[:, 1:])
@@ -181,6 +192,16 @@ def test_inside_scikit_learns_tools(small):
     assert search.best_params_ == {"lr": 0.01} and search.best_estimator_.n_iter_ == 2
 
 
+def test_log_probabilities_are_the_logs_of_the_probabilities_without_log_zero(small):
+    x, y, x_test, _ = small
+    clf = SoftmaxRegressionClassifier(epochs=2).fit(x, y)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(x_test)), clf.predict_proba(x_test), rtol=1e-5, atol=1e-7)
+    far = x_test[:100] * 1e4  # logits of about 1e4: probabilities that underflow to 0, logs that stay finite
+    assert (clf.predict_proba(far) == 0).any() and np.isfinite(clf.predict_log_proba(far)).all()
+    logs = cross_val_predict(SoftmaxRegressionClassifier(epochs=1), x, y, cv=2, method="predict_log_proba")
+    assert logs.shape == (2000, 10) and (logs <= 0).all()
+
+
 def test_feature_selection_reads_the_weights_as_coef(mnist):
     """SelectFromModel and RFE rank features by ``coef_``, as for scikit-learn's own linear classifiers. A pixel
     that is 0 in every image has a zero gradient, so from the zeros init its weights stay 0: never selected."""
@@ -222,13 +243,37 @@ def test_more_classes_than_the_numba_lanes_say_what_to_use():
     with pytest.raises(ValueError, match="y has 20 classes; backend='numba' takes at most 16.*use backend='numpy'"):
         SoftmaxRegressionClassifier().fit(x, y)
     assert SoftmaxRegressionClassifier(epochs=2, backend="numpy").fit(x, y).predict_proba(x).shape == (400, 20)
+    pieces = SoftmaxRegressionClassifier(backend="numpy").partial_fit(x, y, classes=np.arange(20))
+    with pytest.raises(ValueError, match="^classes_ has 20 classes; backend='numba' takes at most 16.*'numpy'"):
+        pieces.set_params(backend="numba").partial_fit(x, y)  # a later call, on another backend
+    assert pieces.n_iter_ == 1
+
+
+def test_more_features_than_the_numba_kernels_number_say_what_to_do():
+    x = sp.random(40, 70_000, density=1e-3, format="csr", random_state=0)
+    y = np.arange(40) % 2
+    expected = "^X has 70000 features; backend='numba' takes at most 65535 .* or use backend='numpy', which makes X"
+    for fitting in (lambda c: c.fit(x, y), lambda c: c.partial_fit(x, y, classes=[0, 1])):
+        with pytest.raises(ValueError, match=expected):
+            fitting(SoftmaxRegressionClassifier())
+
+
+def test_numpy_dtypes_are_taken_as_their_names(small):
+    x, y, _, _ = small
+    named = SoftmaxRegressionClassifier(epochs=1, dtype="float64").fit(x[:300], y[:300])
+    for dtype in (np.float64, np.dtype("float64")):
+        clf = SoftmaxRegressionClassifier(epochs=1, dtype=dtype).fit(x[:300], y[:300])
+        assert clf.get_params()["dtype"] is dtype  # scikit-learn's clone checks the parameter is kept as given
+        np.testing.assert_array_equal(clf.coef_, named.coef_)
 
 
 def test_a_diverging_fit_gives_the_estimators_advice_not_the_command_lines(small):
+    """A ValueError, as scikit-learn's own estimators raise for a fit that overflows."""
     x, y, _, _ = small
     for fitting in (lambda c: c.fit(x, y), lambda c: c.partial_fit(x, y, classes=np.arange(10))):
-        with pytest.raises(TrainingDiverged, match="became NaN or infinite in epoch 1 .* at lr 1e[+]38") as info:
+        with pytest.raises(ValueError, match="became NaN or infinite in epoch 1 .* at lr 1e[+]38") as info:
             fitting(SoftmaxRegressionClassifier(lr=1e38, epochs=1))
+        assert isinstance(info.value, TrainingDiverged)
         assert str(info.value).endswith("Try a lower lr, or X scaled to unit variance (StandardScaler)")
         assert "--" not in str(info.value)
 
