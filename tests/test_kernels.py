@@ -102,6 +102,26 @@ def test_train_steps_match_numpy(request, data, option, batch_size, dtype):
     assert correct == ref_correct
 
 
+@pytest.mark.parametrize(
+    ("n_features", "density", "batch", "threaded"),
+    [(784, 0.2, 64, True), (784, 0.2, 32, False), (30, 1.0, 64, False), (784, 1.0, 16, True)],
+)
+def test_a_step_takes_the_threads_by_its_non_zero_inputs_not_its_images(n_features, density, batch, threaded,
+                                                                        monkeypatch):  # fmt: skip
+    """MNIST-like rows (a fifth non-zero) thread from batch 64, not at 32; a batch of 64 rows of 30 dense
+    features stays on one thread (two made small tables' fits over twice as slow), 16 dense rows of 784 do not."""
+    rng = np.random.default_rng(0)
+    images = (rng.random((256, n_features)) < density) * rng.integers(1, 256, (256, n_features))
+    rows, labels = SparseRows.from_dense(images.astype(np.uint8)), rng.integers(0, 10, 256)
+    called = []
+    for name in ("_train_serial", "_train_parallel"):
+        monkeypatch.setattr(fused, name, lambda *args, name=name: called.append(name) or (0.0, 0))
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    layer = FoldedLinear(np.zeros((10, n_features)), np.zeros(10), 1.0, 0.0)
+    layer.train_steps(rows, labels, np.arange(256), batch_slices(256, batch), 0.1)
+    assert called == ["_train_parallel" if threaded else "_train_serial"]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_parallel_path_matches_serial_and_is_deterministic(real, dtype, monkeypatch):
     images, labels = real
@@ -109,9 +129,9 @@ def test_parallel_path_matches_serial_and_is_deterministic(real, dtype, monkeypa
     batches = batch_slices(len(labels), 100)
     weight, bias = initial()
     serial = folded(weight, bias, True, dtype, momentum=0.9)
-    monkeypatch.setattr(fused, "PARALLEL_MIN_BATCH", 10**9)
+    monkeypatch.setattr(fused, "PARALLEL_MIN_NONZEROS", 10**9)
     serial.train_steps(rows, labels, order, batches, 0.1)
-    monkeypatch.setattr(fused, "PARALLEL_MIN_BATCH", 1)
+    monkeypatch.setattr(fused, "PARALLEL_MIN_NONZEROS", 1)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 3)  # three blocks, whatever the machine
     runs = []
     for _ in range(2):

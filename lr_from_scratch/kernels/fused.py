@@ -14,8 +14,8 @@ What the data allow, and what the kernels do with it (the algebra is in ``docs/f
   vector. The public API still speaks ``nn.Linear``'s (10, 784).
 - **Fusion.** One call runs many steps: gather, logits, softmax, loss, gradient, SGD update (PyTorch's rule,
   momentum, Nesterov, weight decay), in place, with no Python between steps.
-- **Threads without races.** From :data:`PARALLEL_MIN_BATCH` on, each step splits its batch into one
-  contiguous block per thread. Each thread accumulates into its *own* gradient buffer; then each thread
+- **Threads without races.** From :data:`PARALLEL_MIN_NONZEROS` non-zero inputs a step on, each step splits its
+  batch into one contiguous block per thread. Each thread accumulates into its *own* gradient buffer; then each thread
   steps a share of the weight rows, summing the buffers for them in a fixed order. Below it, the same step
   runs on one thread (one block), where threads would cost more than they save.
 - **Memory.** The images come in a random order, so the kernel prefetches the image :data:`PREFETCH_AHEAD`
@@ -48,10 +48,14 @@ from .lanes import (
 )
 from .llvm import CACHE, FASTMATH, LANES, compile_report, slp_vectoriser
 
-#: Batches at least this large split across threads; smaller ones run on one. On the 2-core development
-#: machine the crossing lies near here and moves with the machine's noise (two identical one-thread runs at
-#: batch 48 once differed by 37%); ``python -m benchmarks.report`` shows ``numba`` beside ``numba-1-thread``.
-PARALLEL_MIN_BATCH = 64
+#: Steps with at least this many non-zero inputs (the batch size times the rows' mean count) split across
+#: threads; smaller ones run on one, where the threads' fixed costs a step (two fork-joins, fetching the other
+#: thread's gradient) outweigh the work. About 60 MNIST images (150 non-zero pixels each): on the 2-core
+#: development machine the crossing lies near batch 64 and moves with the machine's noise (two identical
+#: one-thread runs at batch 48 once differed by 37%); ``python -m benchmarks.report`` shows ``numba`` beside
+#: ``numba-1-thread``. Counted in non-zeros, not images: small dense tables stay on one thread at batch 64,
+#: where two made the estimator's fit of scikit-learn's digits (64 features) over twice as slow.
+PARALLEL_MIN_NONZEROS = 9000
 #: While training on one image, the kernel asks the memory system for the image this many places ahead.
 PREFETCH_AHEAD = 4
 
@@ -240,8 +244,9 @@ class FoldedLinear:
         """
         args = self.train_args(rows, labels, order, batch_starts(batches), lr)
         n_threads = numba.get_num_threads()
+        step_nonzeros = (batches[0].stop - batches[0].start) * len(rows.values) / max(len(rows), 1)
         with slp_vectoriser():
-            if n_threads > 1 and batches[0].stop - batches[0].start >= PARALLEL_MIN_BATCH:
+            if n_threads > 1 and step_nonzeros >= PARALLEL_MIN_NONZEROS:
                 loss, correct = _train_parallel(*args, n_threads)
             else:
                 loss, correct = _train_serial(*args, 1)
@@ -272,7 +277,7 @@ def warm_up(dtype: str | np.dtype, values_dtype: str | np.dtype = np.uint8) -> t
         for batch in (2, 8):
             layer.train_steps(rows, labels, order, [slice(i, i + batch) for i in range(0, 8, batch)], 0.1)
         layer.evaluate(rows, labels)
-        if numba.get_num_threads() > 1:  # the parallel path too, whatever PARALLEL_MIN_BATCH is
+        if numba.get_num_threads() > 1:  # the parallel path too, whatever PARALLEL_MIN_NONZEROS is
             with slp_vectoriser():
                 _train_parallel(*layer.train_args(rows, labels, order, np.array([0, 8]), 0.1), 2)
 
