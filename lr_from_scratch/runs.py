@@ -178,10 +178,13 @@ class RunFolder:
     def rescue(self, state: TrainState, end: Callable[[RunFolder], None]) -> Path | None:
         """After a write into this folder failed: the run, its ending written by ``end`` (say,
         ``lambda folder: folder.interrupted(...)``, which ``--resume`` can finish), in a new run folder in the
-        temporary folder; None when that fails too."""
-        target = Path(tempfile.gettempdir()) / f"lr-from-scratch-rescued-{self.path.name}-{os.getpid()}"
+        temporary folder, under a name no other folder has (so a rescue never touches an earlier one); None when
+        that fails too."""
         try:
-            target.mkdir(parents=True)
+            target = Path(tempfile.mkdtemp(prefix=f"lr-from-scratch-rescued-{self.path.name}-"))
+        except OSError:
+            return None
+        try:
             with RunFolder(target, self.config, created=True, data_dir=self.data_dir) as rescued:
                 rescued.scaling = self.scaling
                 rescued.start()

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -172,14 +173,24 @@ def fail_writes_into(monkeypatch, method: str, folder: Path) -> None:
 
 
 def test_a_checkpoint_that_cannot_be_written_on_ctrl_c_is_saved_elsewhere(tmp_path, capsys, monkeypatch):
+    """``earlier``: a folder of the name a rescue by this process once took (an earlier rescue, a reused pid):
+    the rescue goes elsewhere and leaves it be."""
     out, end_epoch = tmp_path / "r", RunFolder.end_epoch
+    earlier = Path(tempfile.gettempdir()) / f"lr-from-scratch-rescued-r-{os.getpid()}"
+    earlier.mkdir()
+    (earlier / "checkpoint.npz").write_text("an earlier run's")
     monkeypatch.setattr(RunFolder, "end_epoch", lambda self, *a: (end_epoch(self, *a), interrupt_self()))
     fail_writes_into(monkeypatch, "interrupted", out)
-    assert main([*QUICK, "--dtype", "float64", "--out", str(out)]) == 130  # still a Ctrl-C's status
+    try:
+        assert main([*QUICK, "--dtype", "float64", "--out", str(out)]) == 130  # still a Ctrl-C's status
+        assert (earlier / "checkpoint.npz").read_text() == "an earlier run's"
+    finally:
+        shutil.rmtree(earlier, ignore_errors=True)
     err = capsys.readouterr().err
     assert err.startswith(f"interrupted: could not write into {out} (") and "after epoch 1" in err
     assert err.count("\n") == 1
     rescued = Path(err.split("finish it with --resume ")[1].strip())
+    assert rescued != earlier
     monkeypatch.undo()
     assert status(rescued)["status"] == "interrupted" and "SIGINT" in status(rescued)["detail"]
     assert status(out)["status"] == "running"
