@@ -252,31 +252,36 @@ def staged_outputs(folder: Path) -> Iterator[Path]:
 
 
 class _DropWhenClosed(io.TextIOBase):
-    """A text stream that writes through to ``stream`` until the reader goes away, then drops everything."""
+    """A text stream that writes through to ``stream`` until the reader goes away or the stream cannot be
+    written (a file on a full disk, ``> /dev/full``), then drops everything: the command's own work goes on."""
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, name: str):
+        self.stream, self.name = stream, name
 
     def write(self, text: str) -> int:
         try:
             self.stream.write(text)
             if text.endswith("\n"):
                 self.stream.flush()
-        except (BrokenPipeError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             self._go_quiet(exc)
         return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except (BrokenPipeError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             self._go_quiet(exc)
 
     def _go_quiet(self, exc: Exception) -> None:
-        """Drop all output from now on when the reader is gone (a broken pipe, or the stream closed); any
-        other ValueError is a bug to see (text the encoding cannot hold is escaped, see below)."""
+        """Drop all output from now on when the reader is gone (a broken pipe, or the stream closed) or a write
+        failed (said once on standard error, when standard output failed); any other ValueError is a bug to see
+        (text the encoding cannot hold is escaped, see below)."""
         if isinstance(exc, ValueError) and not self.stream.closed:
             raise exc
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) and self.name == "stdout":
+            print(f"note: standard output failed ({exc.strerror or exc}): the rest of it is dropped; the "
+                  "command goes on", file=sys.stderr)  # fmt: skip
         # Point the file descriptor at /dev/null, so the interpreter's own last flush has nowhere to fail.
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -310,4 +315,4 @@ def _tolerate_closed_pipes() -> None:
             if getattr(stream, "errors", None) == "strict":  # where Python chose surrogateescape, raw bytes go out
                 with contextlib.suppress(AttributeError, ValueError):  # not a text file, or closed: nothing to fix
                     stream.reconfigure(errors="backslashreplace")
-            setattr(sys, name, _DropWhenClosed(stream))
+            setattr(sys, name, _DropWhenClosed(stream, name))

@@ -690,6 +690,23 @@ def test_output_to_a_closed_pipe_does_not_stop_training(tmp_path):
     assert status(tmp_path / "r")["status"] == "finished"
 
 
+@pytest.mark.parametrize(
+    ("module", "args", "written"),
+    [("lr_from_scratch.train", QUICK, "model.npz"),
+     ("lr_from_scratch.sweep", ["--batch-sizes", "1024", "--epochs", "1", "--no-progress"], "batch_sweep.json")],
+)  # fmt: skip
+def test_output_to_a_full_disk_does_not_stop_a_command(tmp_path, module, args, written):
+    """``> /dev/full``, as a log on a disk that fills up: the output is dropped with a note, the work goes on (a
+    failed print mid-run once stopped training, saying the run folder could not be written)."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", module, *args, "--out", str(tmp_path / "out")], stdout=full,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "note: standard output failed (No space left on device): the rest of it is dropped; " \
+                            "the command goes on\n"  # fmt: skip
+    assert (tmp_path / "out" / written).exists()
+
+
 def test_history_grows_by_one_row_per_epoch(tmp_path, mnist):
     folder = RunFolder.create(tmp_path / "r", TrainConfig())
     folder.start()
