@@ -707,6 +707,50 @@ def test_output_to_a_full_disk_does_not_stop_a_command(tmp_path, module, args, w
     assert (tmp_path / "out" / written).exists()
 
 
+TINY_KERNEL = """
+import sys
+from numba import njit
+from lr_from_scratch.errors import UserError
+from lr_from_scratch.kernels.llvm import compile_report
+
+@njit(cache=True)
+def plus_one(x):
+    return x + 1
+
+try:
+    seconds, compiled = compile_report((plus_one,), lambda: plus_one(41))
+except UserError as error:
+    sys.exit(f"error: {error}")
+print(compiled, plus_one(41))
+"""
+
+
+def compile_tiny_kernel(folder: Path, file_limit: int | None = None) -> subprocess.CompletedProcess:
+    """A one-line kernel cached beside its source in ``folder`` (its files at most ``file_limit`` bytes)."""
+    (folder / "tiny_kernel.py").write_text(TINY_KERNEL)
+    limit = None if file_limit is None else lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit,) * 2)
+    return subprocess.run([sys.executable, "tiny_kernel.py"], capture_output=True, text=True, cwd=folder,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit, timeout=120)  # fmt: skip
+
+
+def test_a_damaged_numba_cache_is_compiled_again(tmp_path):
+    """An index cut short (a full disk, a killed process) made every later run end in an UnpicklingError."""
+    assert compile_tiny_kernel(tmp_path).stdout.split() == ["True", "42"]  # compiled, and cached
+    assert compile_tiny_kernel(tmp_path).stdout.split() == ["False", "42"]  # loaded from the cache
+    for cached in (tmp_path / "__pycache__").glob("tiny_kernel.plus_one-*.nb[ic]"):
+        cached.write_bytes(cached.read_bytes()[:20])
+    result = compile_tiny_kernel(tmp_path)
+    assert result.returncode == 0 and result.stdout.split() == ["True", "42"], result.stderr  # compiled again
+    assert compile_tiny_kernel(tmp_path).stdout.split() == ["False", "42"]  # and cached again
+
+
+def test_a_numba_cache_that_cannot_be_written_is_one_line(tmp_path):
+    """The first compile saving into a full cache folder ended in a traceback from Numba's caching module."""
+    result = compile_tiny_kernel(tmp_path, file_limit=100)  # less than the kernel's machine code
+    assert_one_line_error(result, 1, "could not save the compiled kernels into Numba's cache", "File too large",
+                          "set NUMBA_CACHE_DIR to a folder with room")  # fmt: skip
+
+
 def test_history_grows_by_one_row_per_epoch(tmp_path, mnist):
     folder = RunFolder.create(tmp_path / "r", TrainConfig())
     folder.start()

@@ -9,13 +9,17 @@ that compute the same values.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+import traceback
 
 import numba
 from llvmlite import ir
 from numba.core import cgutils
 from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
+
+from ..errors import UserError
 
 #: Fast-math flags for every kernel: all of them but ``nnan`` and ``ninf``, which would let LLVM delete
 #: ``isfinite`` checks and break NaN propagation.
@@ -110,11 +114,32 @@ def compile_report(kernels, run) -> tuple[float, bool]:
 
     Returns ``(seconds, compiled)``: ``compiled`` is False when everything came from the cache. Call it before
     timing anything, so compilation never lands inside a measurement.
+
+    A cache that cannot be written (a full disk) is a :class:`UserError` saying where; a damaged one (a file cut
+    short, say by a full disk or a killed process) is emptied and the kernels compile again, as on a first run.
     """
     start = time.perf_counter()
     before = _cache_misses(kernels)
-    run()
+    try:
+        run()
+    except Exception as exc:
+        if not _raised_by_numbas_cache(exc):
+            raise
+        folder = kernels[0]._cache.cache_path
+        if isinstance(exc, OSError):
+            raise UserError(f"could not save the compiled kernels into Numba's cache, {folder} "
+                            f"({exc.strerror or exc}): free some space there, or set NUMBA_CACHE_DIR to a folder "
+                            "with room") from None  # fmt: skip
+        for kernel in kernels:
+            kernel._cache.flush()  # an empty index: what it held is compiled anew (and saved)
+        run()
     return time.perf_counter() - start, _cache_misses(kernels) > before
+
+
+def _raised_by_numbas_cache(exc: Exception) -> bool:
+    """Whether ``exc`` came out of Numba's on-disk cache (loading or saving a kernel)."""
+    where = os.path.join("numba", "core", "caching.py")
+    return any(frame.f_code.co_filename.endswith(where) for frame, _ in traceback.walk_tb(exc.__traceback__))
 
 
 def _cache_misses(kernels) -> int:
