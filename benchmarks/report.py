@@ -78,6 +78,8 @@ INTERRUPTED_SUFFIX = "-interrupted"
 #: Seconds of quiet before each measurement. BLAS and OpenMP worker threads spin for up to ~0.2 s after their
 #: work; right after a NumPy epoch, OpenBLAS's spinning threads cut the Numba backend's next epoch to a quarter.
 SETTLE_S = 0.3
+#: The longest file name, in bytes, of the file systems the page is written to (Linux's ext4, tmpfs, ...).
+NAME_MAX = 255
 
 
 def build_parser() -> ArgumentParser:
@@ -98,7 +100,8 @@ def build_parser() -> ArgumentParser:
 def parse(argv) -> dict:
     args = build_parser().parse_args(argv)
     try:
-        sizes = [int(s) for s in (args.batch_sizes or ("64,1024" if args.quick else "64,256,1024,8192")).split(",")]
+        default = "64,1024" if args.quick else "64,256,1024,8192"
+        sizes = [int(s) for s in (default if args.batch_sizes is None else args.batch_sizes).split(",")]
     except ValueError:
         raise ConfigError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
     if not all(1 <= s <= 60_000 for s in sizes):
@@ -112,8 +115,12 @@ def parse(argv) -> dict:
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
     if rounds < 1:
         raise ConfigError(f"--rounds must be an integer >= 1, got {rounds}")
-    if args.name in ("", ".", "..") or Path(args.name).name != args.name:
+    if args.name.strip() in ("", ".", "..") or Path(args.name).name != args.name or args.name != args.name.strip():
         raise ConfigError(f"--name must be a plain file name stem, such as benchmarks-gpu, got {args.name!r}")
+    longest = f"{args.name}{INTERRUPTED_SUFFIX}.json"  # checked now, not after the minutes of measuring
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise ConfigError(f"--name is too long for a file name: {longest} would have {len(os.fsencode(longest))} "
+                          f"bytes, at most {NAME_MAX}; choose a shorter one")  # fmt: skip
     return dict(args=args, sizes=sizes, impls=impls, rounds=rounds, out=writable_folder(args.out, "--out"))
 
 

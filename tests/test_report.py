@@ -62,6 +62,9 @@ def test_time_to_accuracy_includes_scikit_learn(tmp_path):
         (["--name", ""], "--name must be a plain file name stem, such as benchmarks-gpu, got ''"),
         (["--name", "../escape"], "--name must be a plain file name stem, such as benchmarks-gpu, got '../escape'"),
         (["--name", "/tmp/page"], "--name must be a plain file name stem"),
+        (["--name", " "], "--name must be a plain file name stem, such as benchmarks-gpu, got ' '"),
+        (["--name", "b" * 250], "--name is too long for a file name: " + "b" * 250 + "-interrupted.json would have"),
+        (["--batch-sizes", ""], "--batch-sizes must be comma-separated integers, got ''"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, args, expected):
