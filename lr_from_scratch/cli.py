@@ -131,16 +131,25 @@ def starting_command() -> None:
     - ``NUMBA_NUM_THREADS``, which Numba reads as it is imported, must be a positive integer: anything else
       is one line and exit 2 here, where Numba would end in a traceback (0) or a warning holding one (``abc``).
       More threads than cores is a note: they take turns at the barriers of every step, many times slower.
+      The switches the docs and messages name, ``NUMBA_ENABLE_CUDASIM`` and ``NUMBA_DISABLE_JIT``, must be 0 or 1.
+    - ``MPLBACKEND`` is set to ``agg``: the commands draw their figures into files, and a backend matplotlib
+      does not know (or one that needs a display) would stop a run at its end, when it draws its curves.
     - Until :func:`run_cli` takes over, Ctrl-C or SIGTERM ends the command with one line, not with Python's
       traceback of whatever library was loading (NumPy, Numba and torch take a while).
     """
     if sys.argv[:1] != ["-m"]:
         return
     threads = os.environ.get("NUMBA_NUM_THREADS")
-    if threads is not None and not (threads.strip().isdigit() and int(threads) > 0):
+    if threads is not None and not (threads.strip().isdecimal() and int(threads) > 0):
         print(f"error: NUMBA_NUM_THREADS is {threads!r}, expected a positive integer (the threads Numba may use); "
               "set one, or unset it to use every core", file=sys.stderr)  # fmt: skip
         sys.exit(2)
+    for switch in ("NUMBA_ENABLE_CUDASIM", "NUMBA_DISABLE_JIT"):
+        if os.environ.get(switch, "0").strip() not in ("0", "1", ""):
+            print(f"error: {switch} is {os.environ[switch]!r}, expected 1 (on) or 0 (off); set one, or unset it",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(2)
+    os.environ["MPLBACKEND"] = "agg"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if threads is not None and int(threads) > cores:
         print(f"note: NUMBA_NUM_THREADS is {threads}, more than the {cores} cores this process may use: the "

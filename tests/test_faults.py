@@ -596,11 +596,27 @@ def test_a_ctrl_c_while_a_command_loads_its_libraries_is_one_line(package):
     assert (result.returncode, result.stderr) == (130, "interrupted: nothing was saved\n")
 
 
-@pytest.mark.parametrize("threads", ["0", "abc", ""])
+@pytest.mark.parametrize("threads", ["0", "abc", "", "²"])
 def test_a_bad_numba_num_threads_is_one_line_before_numba_loads(threads):
-    """Numba reads it as it is imported: 0 ends there in a traceback, "abc" in a warning that holds one."""
+    """Numba reads it as it is imported: 0 ends there in a traceback, "abc" in a warning that holds one ("²" is
+    a digit to ``str.isdigit``, not to ``int``)."""
     result = run_module("lr_from_scratch.train", *QUICK, env={**os.environ, "NUMBA_NUM_THREADS": threads})
     assert_one_line_error(result, 2, f"NUMBA_NUM_THREADS is {threads!r}, expected a positive integer")
+
+
+@pytest.mark.parametrize("switch", ["NUMBA_ENABLE_CUDASIM", "NUMBA_DISABLE_JIT"])
+def test_a_bad_numba_switch_the_docs_name_is_one_line(switch):
+    """Numba would print a warning holding a traceback, then run with the switch off."""
+    result = run_module("lr_from_scratch.train", *QUICK, env={**os.environ, switch: "yes"})
+    assert_one_line_error(result, 2, f"{switch} is 'yes', expected 1 (on) or 0 (off)")
+
+
+def test_a_matplotlib_backend_from_the_environment_does_not_stop_a_run(tmp_path):
+    """The commands draw into files: MPLBACKEND=nonexistent once failed the run at its end, drawing its curves."""
+    env = {**os.environ, "MPLBACKEND": "nonexistent"}
+    result = run_module("lr_from_scratch.train", *QUICK, "--out", str(tmp_path / "r"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert status(tmp_path / "r")["status"] == "finished" and (tmp_path / "r" / "curves.png").exists()
 
 
 def test_more_numba_threads_than_cores_is_a_note_and_the_run_goes_on(tmp_path):
