@@ -124,6 +124,32 @@ def test_a_data_folder_that_cannot_be_written_is_one_line(mirror, archives, tmp_
             fetch_files(tmp_path / "ro", TEST_FILES, (url,), expected_md5, use_pypi=False, progress=False)
 
 
+def offline_env(mirrors: str) -> dict[str, str]:
+    """The environment of a command whose mirrors are ``mirrors`` and whose pip reaches no package index."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(LR_FROM_SCRATCH_MNIST_MIRRORS=mirrors, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1")
+    return env
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "expected"),
+    [
+        ("http://[::1", "is not a well-formed URL (Invalid IPv6 URL)"),
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/, http://a:b/", "is not a well-formed URL (Port could"),
+        ("http://:8080/mnist/", "names no host"),
+    ],
+)
+def test_a_malformed_url_in_the_mirrors_variable_is_refused_up_front(mirrors, expected, tmp_path):
+    result = run_module(
+        "lr_from_scratch.train", "--limit", "2000", "--epochs", "1", "--no-progress",
+        "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"), env=offline_env(mirrors),
+    )  # fmt: skip
+    bad = mirrors.split(",")[-1].strip()
+    line = assert_one_line_error(result, 1, f"$LR_FROM_SCRATCH_MNIST_MIRRORS: {bad!r} {expected}", "expected comma")
+    assert "pip download" not in line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
 def test_archive_with_right_checksum_but_wrong_content_is_refused(mirror, tmp_path):
     labels = next(f for f in TEST_FILES if f.key == "test_labels")
     wrong = gzip.compress(encode_idx(np.zeros(10_000, dtype=np.uint8)))

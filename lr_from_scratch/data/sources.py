@@ -118,13 +118,26 @@ def default_mirrors() -> tuple[str, ...]:
         return MIRRORS
     urls = tuple(url.strip() for url in env.split(",") if url.strip())
     for url in urls:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.scheme == "file"):
+        if problem := _url_problem(url):
             raise DataError(
-                f"${MIRRORS_ENV}: {url!r} is not an http, https or file URL; expected comma-separated base URLs "
-                "such as https://ossci-datasets.s3.amazonaws.com/mnist/ (or empty, to skip the mirrors)"
+                f"${MIRRORS_ENV}: {url!r} {problem}; expected comma-separated base URLs such as "
+                "https://ossci-datasets.s3.amazonaws.com/mnist/ (or empty, to skip the mirrors)"
             )
     return urls
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a mirror's base URL (a malformed host or port, say), or None if it can."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # a port that is not a number in 0..65535 raises ValueError here, not at the fetch
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port could not be cast to integer value as 'b'", ...
+        return f"is not a well-formed URL ({exc})"
+    if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.scheme == "file"):
+        return "is not an http, https or file URL"
+    if parts.scheme != "file" and not parts.hostname:
+        return "names no host"
+    return None
 
 
 def fetch_files(
