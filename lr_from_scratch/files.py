@@ -63,9 +63,9 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_open(path, "w") as f:
-        f.write(text)
+    """Write ``text`` as UTF-8 to ``path`` atomically. What UTF-8 cannot hold (a path's undecodable bytes, which
+    Python keeps as lone surrogates) is written as backslash escapes."""
+    write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +121,15 @@ def test_evaluate_a_run_of_either_package(trained, module, capsys):
 def test_evaluate_a_bare_model_file_into_another_folder(trained, tmp_path):
     assert main([str(trained["lr_from_scratch.train"] / "model.npz"), "--out", str(tmp_path), "--no-progress"]) == 0
     assert (tmp_path / "evaluation.json").exists() and (tmp_path / "report.md").exists()
+
+
+def test_a_folder_whose_name_is_not_utf8_is_evaluated_into_a_utf8_report(trained, tmp_path):
+    """A path's undecodable bytes (Python keeps them as lone surrogates) once ended the report in a
+    UnicodeEncodeError; the report names the folder with a backslash escape instead."""
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/bad\xffname"))
+    shutil.copytree(trained["lr_from_scratch.train"], folder)
+    assert main([str(folder), "--no-progress"]) == 0
+    assert "bad\\udcffname" in (folder / "report.md").read_bytes().decode("utf-8")
 
 
 def test_bad_models_are_one_line(tmp_path, capsys):
