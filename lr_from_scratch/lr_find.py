@@ -27,7 +27,9 @@ MIN_STEPS = 10
 
 
 def lr_range_test(x, y, n_classes, start, end, steps, batch_size, momentum, seed=0, smoothing=0.98) -> dict:
-    """Rates and smoothed losses of the range test; stops early once the loss exceeds 4x its best."""
+    """Rates and smoothed losses of the range test; stops early once the loss exceeds 4x its best. The suggested
+    range runs from the steepest descent to a third of the rate of the lowest loss; None when that third lies
+    below the steepest descent (a span that stopped short of where the loss explodes: nothing to suggest)."""
     model = SoftmaxRegression(*initial_params(TrainConfig(seed=seed, dtype=x.dtype.name), x.shape[1], n_classes))
     sgd = SGD([model.weight, model.bias], lr=start, momentum=momentum)
     order = epoch_order(len(x), seed, 0)
@@ -56,8 +58,9 @@ def lr_range_test(x, y, n_classes, start, end, steps, batch_size, momentum, seed
     lowest_at = int(np.argmin(losses))
     steepest = float(rates[skip + np.argmin(slope[skip : max(lowest_at, skip + 1)])])
     lowest = float(rates[lowest_at])
+    suggested = [steepest, lowest / 3] if lowest / 3 > steepest else None
     return {"rates": rates.tolist(), "losses": losses.tolist(), "steepest_lr": steepest, "lowest_loss_lr": lowest,
-            "suggested_range": [steepest, lowest / 3]}  # fmt: skip
+            "suggested_range": suggested}  # fmt: skip
 
 
 def build_parser() -> ArgumentParser:
@@ -90,7 +93,8 @@ def _main(argv) -> int:
     fig = figure(figsize=(7, 4))
     ax = fig.subplots()
     ax.plot(result["rates"], result["losses"])
-    ax.axvspan(*result["suggested_range"], alpha=0.2, color="green", label="suggested range")
+    if result["suggested_range"]:
+        ax.axvspan(*result["suggested_range"], alpha=0.2, color="green", label="suggested range")
     steepest = result["steepest_lr"]
     ax.axvline(steepest, color="green", linestyle="--", label=f"steepest descent {steepest:.2g}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss",
@@ -100,8 +104,13 @@ def _main(argv) -> int:
     with staged_outputs(out) as stage:
         save(fig, stage / "lr_find.png")
         write_json(stage / "lr_find.json", result)
-    low, high = result["suggested_range"]
-    print(f"steepest descent at lr {result['steepest_lr']:.3g}; suggested range {low:.3g} to {high:.3g}")
+    if result["suggested_range"]:
+        low, high = result["suggested_range"]
+        print(f"steepest descent at lr {result['steepest_lr']:.3g}; suggested range {low:.3g} to {high:.3g}")
+    else:
+        print(f"steepest descent at lr {result['steepest_lr']:.3g}, lowest loss at lr {result['lowest_loss_lr']:.3g}: "
+              "no range to suggest, they lie within a factor of 3; test a wider span (a lower --start, a higher "
+              "--end)")  # fmt: skip
     print(f"wrote {out}/: lr_find.png lr_find.json")
     return 0
 

@@ -34,6 +34,16 @@ def test_lr_range_test_suggests_a_range_around_the_fastest_descent(tmp_path, cap
     assert (tmp_path / "lr_find.png").exists()
 
 
+def test_a_span_too_narrow_for_a_range_says_so_and_suggests_none(tmp_path, capsys):
+    """Fastest descent and lowest loss within a factor of 3: the range once came out inverted (0.0109 to 0.00667)."""
+    assert lr_find.main(["--start", "0.01", "--end", "0.02", "--steps", "50", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "lr_find.json").read_text())
+    assert result["suggested_range"] is None and result["lowest_loss_lr"] < 3 * result["steepest_lr"]
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.endswith("no range to suggest, they lie within a factor of 3; test a wider span (a lower --start, "
+                         "a higher --end)")  # fmt: skip
+
+
 def test_batch_size_sweep(tmp_path, capsys):
     assert sweep.main(["--batch-sizes", "256,1024", "--epochs", "1", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "batch_sweep.json").read_text())
