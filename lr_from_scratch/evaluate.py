@@ -166,7 +166,8 @@ def _main(argv) -> int:
     dataset = saved.config.get("dataset", "mnist")  # what the model was trained on
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(f"{path}: trained on an unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    out = writable_folder(args.out or (path if path.is_dir() else path.parent), "--out")
+    beside = path if path.is_dir() else path.parent
+    out = writable_folder(args.out or beside, "--out" if args.out else "the default --out (beside the model)")
     trained_from = saved.config.get(DATA_DIR)  # the --data-dir of its training run, if one was given
     data_dir = args.data_dir or (Path(trained_from) if isinstance(trained_from, str) else None)
     data = load_dataset(dataset, data_dir, progress=not args.no_progress)

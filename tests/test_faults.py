@@ -230,6 +230,21 @@ def test_a_diverged_run_that_cannot_be_written_keeps_its_weights_elsewhere(tmp_p
         shutil.rmtree(rescued)
 
 
+def test_a_read_only_model_folder_is_named_as_the_default_out(tmp_path, capsys):
+    """evaluate without --out writes beside the model: the message said '--out <folder>', an option not given."""
+    assert main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    with tmpfs(tmp_path / "ro", 2048) as mounted:
+        shutil.copy(tmp_path / "run" / "model.npz", tmp_path / "ro" / "model.npz")
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(tmp_path / "ro")], check=True)
+        else:  # not root: permissions do the same
+            (tmp_path / "ro").chmod(0o555)
+        code = evaluate.main([str(tmp_path / "ro" / "model.npz"), "--no-progress"])
+        expected = f"the default --out (beside the model) {tmp_path / 'ro'}: cannot write there"
+        assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+
+
 def test_a_full_disk_before_training_is_found_before_any_work(tmp_path, capsys):
     with tmpfs(tmp_path / "disk", 16) as mounted:
         filler = tmp_path / "disk" / "filler"
