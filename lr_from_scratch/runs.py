@@ -142,7 +142,7 @@ class RunFolder:
 
     def interrupted(self, backend_state: dict[str, np.ndarray], state: TrainState, why: str) -> None:
         save_checkpoint(self.path / CHECKPOINT, backend_state, state, self.config.to_dict())
-        self._status("interrupted", state.epoch, f"{why} in epoch {state.epoch + 1} after {state.batch} batches")
+        self._status("interrupted", state.epoch, f"{why} {self._when(state, state.batch)}")
 
     def failed(self, state: TrainState, error: str, fix: str) -> str | None:
         """The run stopped on ``error``, which no other ending covers: say so in ``status.json`` and keep the last
@@ -150,13 +150,19 @@ class RunFolder:
         (``fix``, then resume); None, writing nothing, if the run had not started."""
         if not self.started:
             return None
-        done = state.epoch >= self.config.epochs or state.stopped_early
-        what = f"{error} {'after its last epoch' if done else f'in epoch {state.epoch + 1}'}"
+        what = f"{error} {self._when(state)}"
         with contextlib.suppress(OSError):  # the error itself is the news: a failing write must not hide it
             self._status("failed", state.epoch, what)
         if (self.path / CHECKPOINT).is_file():
             return f"{what}; its last checkpoint is kept: {fix}, then continue with --resume {self.path}"
         return f"{what}; no epoch had ended, so there is nothing to resume: {fix}, then start a new run"
+
+    def _when(self, state: TrainState, batches: int | None = None) -> str:
+        """Where in the run it stopped: ``in epoch N`` (``after B batches`` when given), or ``after its last
+        epoch`` once training was over (only its results were still to write)."""
+        if state.epoch >= self.config.epochs or state.stopped_early:
+            return "after its last epoch"
+        return f"in epoch {state.epoch + 1}" + ("" if batches is None else f" after {batches} batches")
 
     def diverged(self, state: TrainState, message: str) -> None:
         if state.best_weight is not None:

@@ -214,6 +214,26 @@ def test_a_checkpoint_that_cannot_be_written_on_ctrl_c_is_saved_elsewhere(tmp_pa
         shutil.rmtree(rescued)
 
 
+def test_results_that_cannot_be_written_are_saved_elsewhere_as_a_run_past_its_last_epoch(tmp_path, capsys,
+                                                                                          monkeypatch):  # fmt: skip
+    """The disk fills as the results are written: the rescued run's status once said 'in epoch 4 after 0
+    batches' of a 3-epoch run; resuming it writes the results."""
+    out = tmp_path / "r"
+    fail_writes_into(monkeypatch, "finished", out)
+    assert main([*QUICK, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: could not write into {out} (") and "after epoch 3" in err
+    rescued = Path(err.split("finish it with --resume ")[1].strip())
+    monkeypatch.undo()
+    try:
+        assert status(rescued)["status"] == "interrupted"
+        assert status(rescued)["detail"].endswith("after its last epoch")
+        assert main(["--resume", str(rescued), "--no-progress"]) == 0
+        assert status(rescued)["status"] == "finished" and (rescued / "metrics.json").exists()
+    finally:
+        shutil.rmtree(rescued)
+
+
 def test_a_diverged_run_that_cannot_be_written_keeps_its_weights_elsewhere(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r"
     monkeypatch.setattr(trainer, "epoch_lr", lambda config, epoch: 1e38 if epoch else config.lr)  # epoch 2 diverges
