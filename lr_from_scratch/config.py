@@ -81,6 +81,9 @@ class TrainConfig:
             require(getattr(self, name) in names, name, one_of[name])
         largest = float(np.finfo(self.dtype).max)
         require(self.lr <= largest, "lr", f"at most {largest:.4g}, the largest {self.dtype}")
+        smallest = float(np.finfo(self.dtype).smallest_subnormal)
+        require(np.dtype(self.dtype).type(self.lr) > 0, "lr", f"at least {smallest:.2g}, the smallest {self.dtype} "
+                "above 0 (a smaller rate is 0 there and leaves the weights as they are)")  # fmt: skip
         require(self.weight_decay <= largest, "weight_decay", f"at most {largest:.4g}, the largest {self.dtype}")
         require(self.seed >= 0, "seed", "an integer >= 0")
         require(self.limit is None or self.limit >= 1, "limit", "an integer >= 1")

@@ -24,9 +24,9 @@ import pytest
 
 from lr_from_scratch import cli, evaluate, explore, lr_find, sweep, trainer
 from lr_from_scratch.config import TrainConfig
+from lr_from_scratch.errors import ConfigError
 from lr_from_scratch.estimator import SoftmaxRegressionClassifier
 from lr_from_scratch.files import write_json
-from lr_from_scratch.model import initial_params
 from lr_from_scratch.runs import LOCK, RunFolder
 from lr_from_scratch.saved import load_checkpoint, load_model, save_npz
 from lr_from_scratch.train import main
@@ -91,11 +91,12 @@ def test_a_rate_that_is_zero_in_float32_trains_on_and_says_so_once(tmp_path, cap
     assert status(tmp_path / "r")["status"] == "finished"
 
 
-def test_the_estimator_takes_a_zero_rate_too(mnist):
-    x = mnist.train_images[:500].reshape(500, -1) / 255.0
-    clf = SoftmaxRegressionClassifier(lr=1e-50, epochs=2, val_split=0).fit(x, mnist.train_labels[:500])
-    weight, _ = initial_params(TrainConfig(), 784, 10)
-    np.testing.assert_array_equal(clf.weight_, weight)  # nothing moved
+def test_a_rate_that_is_zero_in_float32_from_the_start_is_refused_but_not_in_float64(mnist, capsys):
+    """A run that could not move the weights at all: refused, naming the parameter as the caller knows it."""
+    x, y = mnist.train_images[:500].reshape(500, -1) / 255.0, mnist.train_labels[:500]
+    with pytest.raises(ConfigError, match="^lr must be at least 1.4e-45, the smallest float32 above 0 .* got 1e-50$"):
+        SoftmaxRegressionClassifier(lr=1e-50, epochs=2, val_split=0).fit(x, y)
+    assert SoftmaxRegressionClassifier(lr=1e-50, epochs=2, val_split=0, dtype="float64").fit(x, y).n_iter_ == 2
 
 
 # -- the filesystem around --out ---------------------------------------------------------------------------------

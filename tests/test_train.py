@@ -138,6 +138,8 @@ BAD_ARGS = {
     "val split one": (["--val-split", "1"], "--val-split must be a fraction in [0, 1)"),
     "val split negative": (["--val-split", "-0.1"], "got -0.1"),
     "val split empty": (["--val-split", "0.0001"], "leaves no validation sample"),
+    "val split all": (["--val-split", "0.9999999"], "--val-split 0.9999999 leaves none of the 3000 samples"),
+    "lr zero in float32": (["--lr", "1e-50"], "--lr must be at least 1.4e-45, the smallest float32 above 0", "1e-50"),
     "limit zero": (["--limit", "0"], "--limit must be an integer >= 1, got 0"),
     "limit too big": (["--limit", "60001"], "--limit must be between 1 and 60000"),
     "epochs zero": (["--epochs", "0"], "--epochs must be an integer >= 1"),

@@ -126,6 +126,8 @@ def split_for(n: int, config) -> tuple[np.ndarray, np.ndarray]:
             f"--val-split {config.val_split} of {n} samples leaves no validation sample: use more samples or "
             "--val-split 0"
         )
+    if len(train_idx) == 0:
+        raise ConfigError(f"--val-split {config.val_split} leaves none of the {n} samples to train on: lower it")
     if not 1 <= config.batch_size <= len(train_idx):
         if len(val_idx) and config.batch_size <= n:
             raise ConfigError(
