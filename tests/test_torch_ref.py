@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -153,6 +154,47 @@ def test_the_textbook_script_runs_by_itself_and_imports_no_lr_from_scratch(mnist
     assert run_python(code, dict(os.environ)).stdout.strip() == "[]"
 
 
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+TRAIN_LABELS = MNIST_FILES[1]
+# The training labels broken as a disk, a download or a hand breaks them: the name and bytes of the file that takes
+# their place, made from the real file's bytes.
+BROKEN_LABELS = {
+    "empty": lambda real: (TRAIN_LABELS, b""),
+    "three_bytes": lambda real: (TRAIN_LABELS, real[:3]),  # a header cut short
+    "cut_short": lambda real: (TRAIN_LABELS, real[:1000]),  # the header promises 60,000 labels
+    "corrupt_gz": lambda real: (f"{TRAIN_LABELS}.gz", gzip.compress(real)[:10] + b"\xff" * 64),  # zlib.error
+    "not_gz": lambda real: (f"{TRAIN_LABELS}.gz", b"not gzip"),
+    "label_200": lambda real: (TRAIN_LABELS, real[:13] + bytes([200]) + real[14:]),  # the 6th image's label
+}
+
+
+def mnist_folder(folder: Path, mnist_dir: Path, swap: dict[str, str | tuple[str, bytes]]) -> Path:
+    """``folder`` with links to ``mnist_dir``'s four files, but a name in ``swap`` links to another of them
+    (``str``), or is replaced by a file of the given name and bytes."""
+    folder.mkdir()
+    for name in MNIST_FILES:
+        target = swap.get(name, name)
+        if isinstance(target, tuple):
+            (folder / target[0]).write_bytes(target[1])
+            continue
+        suffix = "" if (mnist_dir / target).exists() else ".gz"  # gpu.sh's folder holds the .gz files
+        (folder / (name + suffix)).symlink_to(mnist_dir / (target + suffix))
+    return folder
+
+
+def real_bytes(mnist_dir: Path, name: str) -> bytes:
+    path = mnist_dir / name
+    return path.read_bytes() if path.exists() else gzip.decompress(path.with_name(f"{name}.gz").read_bytes())
+
+
+def broken_mnist(tmp_path: Path, mnist_dir: Path) -> dict[str, Path]:
+    """A folder for each of :data:`BROKEN_LABELS`, and ``mixed``: one whose training labels are the test set's."""
+    real = real_bytes(mnist_dir, TRAIN_LABELS)
+    folders = {case: mnist_folder(tmp_path / case, mnist_dir, {TRAIN_LABELS: broken(real)})
+               for case, broken in BROKEN_LABELS.items()}  # fmt: skip
+    return folders | {"mixed": mnist_folder(tmp_path / "mixed", mnist_dir, {TRAIN_LABELS: "t10k-labels-idx1-ubyte"})}
+
+
 @pytest.mark.parametrize(
     ("args", "code", "expected"),
     [
@@ -161,22 +203,32 @@ def test_the_textbook_script_runs_by_itself_and_imports_no_lr_from_scratch(mnist
         (["--data-dir", "{mixed}"], 1, "(60000 train images but 10000 labels: the files do not belong together)"),
         (["--batch", "3"], 2, "unrecognized arguments: --batch 3"),
         (["--data-dir", "~nouser/mnist"], 2, "~nouser/mnist: this machine has no user 'nouser'; write ~/ for yours"),
+        (["--data-dir", "{empty}"], 1, "(train-labels-idx1-ubyte has no IDX header of uint8 data (it starts empty))"),
+        (["--data-dir", "{three_bytes}"], 1, "has no IDX header of uint8 data (it starts 00 00 08)"),
+        (["--data-dir", "{cut_short}"], 1, "holds 1000 bytes, the wrong number for its header's shape (60000,)"),
+        (["--data-dir", "{corrupt_gz}"], 1, "train-labels-idx1-ubyte.gz is not a whole gzip file (Error -3 while"),
+        (["--data-dir", "{not_gz}"], 1, "train-labels-idx1-ubyte.gz is not a whole gzip file (Not a gzipped file"),
+        (["--data-dir", "{label_200}"], 1, "(a train label is 200, but MNIST's labels are the digits 0 to 9)"),
     ],
 )
 def test_the_textbook_script_reports_bad_input_in_one_line(tmp_path, mnist_dir, args, code, expected):
-    """``{mixed}``: a folder whose training labels are the test set's, a mix-up of files the script must see."""
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    test_labels = "t10k-labels-idx1-ubyte"
-    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte", test_labels, "train-labels-idx1-ubyte"):
-        target = test_labels if name.startswith("train-labels") else name
-        suffix = "" if (mnist_dir / target).exists() else ".gz"  # gpu.sh's folder holds the .gz files
-        (mixed / (name + suffix)).symlink_to(mnist_dir / (target + suffix))
-    paths = {"missing": tmp_path / "missing", "mixed": mixed}
-    result = run_module("torch_ref.textbook", "--device", "cpu", *(a.format(**paths) for a in args))
-    assert result.returncode == code and result.stdout == ""
-    line = expected.format(**paths)
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and line in result.stderr
+    """Broken files are found as they are read, not by torch mid-training (``Target 200 is out of bounds``); the
+    line names the files a folder given with --data-dir must hold (lr_from_scratch.train fills only its own)."""
+    paths = {"missing": tmp_path / "missing", **broken_mnist(tmp_path, mnist_dir)}
+    result = run_module("torch_ref.textbook", "--device", "cpu", "--epochs", "1", *(a.format(**paths) for a in args))
+    line = assert_one_line_error(result, code, expected.format(**paths))
+    assert result.stdout == ""
+    if code == 1:
+        assert line.endswith("; expected MNIST's " + ", ".join(MNIST_FILES) + " (or .gz) there"), line
+
+
+def test_the_textbook_script_sends_to_lr_from_scratch_train_only_for_its_own_folder(tmp_path, mnist_dir):
+    """The default folder (here ``$LR_FROM_SCRATCH_DATA``) is the one ``python -m lr_from_scratch.train`` fetches
+    and verifies MNIST into: there, running it is the fix."""
+    env = os.environ | {"LR_FROM_SCRATCH_DATA": str(broken_mnist(tmp_path, mnist_dir)["label_200"])}
+    result = run_module("torch_ref.textbook", "--device", "cpu", "--epochs", "1", env=env)
+    line = assert_one_line_error(result, 1, "(a train label is 200, but MNIST's labels are the digits 0 to 9)")
+    assert line.endswith("; run python -m lr_from_scratch.train once"), line
 
 
 def test_ctrl_c_stops_the_textbook_script_in_one_line(mnist_dir):
@@ -189,6 +241,48 @@ def test_ctrl_c_stops_the_textbook_script_in_one_line(mnist_dir):
         rest, err = proc.communicate(timeout=120)
     assert first.startswith("epoch 1/50  test loss ") and proc.returncode == 130
     assert err == "interrupted by Ctrl-C\n" and "epoch 50/50" not in rest
+
+
+# As a user's shell runs it: stdout to a pipe or a file is block-buffered unless the script flushes its lines.
+BUFFERED = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+
+
+def test_sigterm_stops_the_textbook_script_in_one_line(mnist_dir):
+    """``kill``, a scheduler's time limit, ``docker stop``: one line and 143, as Ctrl-C is one line and 130."""
+    command = [sys.executable, "-m", "torch_ref.textbook", "--device", "cpu", "--epochs", "10", "--data-dir",
+               str(mnist_dir)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                          env=BUFFERED) as proc:  # fmt: skip
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=120)
+    assert first.startswith("epoch 1/10  test loss ") and proc.returncode == 143
+    assert err == "terminated by SIGTERM\n" and "epoch 10/10" not in rest
+
+
+def test_the_textbook_script_stops_quietly_when_its_reader_goes(mnist_dir):
+    """``... | head -1``: the reader has its line and closes the pipe; the next line ends the script as a closed
+    pipe ends Unix tools, with nothing on stderr (not a BrokenPipeError, nor Python's failed last flush)."""
+    command = [sys.executable, "-m", "torch_ref.textbook", "--device", "cpu", "--epochs", "3", "--data-dir",
+               str(mnist_dir)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                          env=BUFFERED) as proc:  # fmt: skip
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    assert first.startswith("epoch 1/3  test loss ")
+    assert (proc.returncode, err) == (141, "")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_the_textbook_script_on_a_full_disk_is_one_line(mnist_dir):
+    command = [sys.executable, "-m", "torch_ref.textbook", "--device", "cpu", "--epochs", "1", "--data-dir",
+               str(mnist_dir)]  # fmt: skip
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, env=BUFFERED)
+    expected = "error: cannot write to standard output (No space left on device); free some space or send it elsewhere"
+    assert (result.returncode, result.stderr) == (1, expected + "\n")
 
 
 # A real SIGINT in the middle of torch's import: sent by an import hook the moment torch asks for its C extension.

@@ -8,23 +8,28 @@ lr_from_scratch.train`` fetched and verified. ``tests/test_torch_ref.py`` proves
 
 import argparse
 import gzip
+import math
 import os
 import signal
 import sys
+import zlib
 from pathlib import Path
 
 
 def stop_at_once(signum, frame):
-    """A Ctrl-C while torch loads (a few seconds): one line and the shell's 130, not a traceback from inside
-    torch's import (``os._exit``: an exception raised there could be caught by the code it interrupts)."""
-    print("interrupted by Ctrl-C", file=sys.stderr, flush=True)
+    """A Ctrl-C while torch loads (a few seconds), or a SIGTERM at any time: one line and the shell's 130 or 143,
+    not a traceback from inside torch's import (``os._exit``: an exception raised there could be caught by the
+    code it interrupts; this script saves nothing, so there is nothing to finish)."""
+    print("interrupted by Ctrl-C" if signum == signal.SIGINT else "terminated by SIGTERM", file=sys.stderr, flush=True)
     os._exit(128 + signum)
 
 
-# Run as a script, and unless the shell started it with Ctrl-C ignored (a background job of a script).
+# Run as a script, and unless the shell started it with the signal ignored (Ctrl-C in a background job of a script).
 LOADING = __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 if LOADING:
     signal.signal(signal.SIGINT, stop_at_once)
+if __name__ == "__main__" and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, stop_at_once)  # kill, a scheduler's time limit: one line, not a silent end
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,15 +40,24 @@ MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images' pixels, after / 255
 BATCH_SIZE, LR, MOMENTUM, LR_STEP, LR_GAMMA, EPOCHS = 64, 0.01, 0.9, 10, 0.1, 20
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 DATA_DIR = Path(os.environ.get("LR_FROM_SCRATCH_DATA") or CACHE / "lr-from-scratch" / "mnist")
+FILES = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or .gz)"
 
 
 def read_idx(folder: Path, name: str) -> np.ndarray:
     """An IDX file (``name`` or ``name.gz``): 4 bytes of magic number (the last one is the number of
     dimensions), one big-endian uint32 per dimension, then the uint8 data."""
     path = folder / name if (folder / name).exists() else folder / f"{name}.gz"
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
-    shape = np.frombuffer(data, ">u4", count=data[3], offset=4)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not gzip, cut short, or corrupt inside
+        raise ValueError(f"{path.name} is not a whole gzip file ({exc})") from None
+    # The header must be whole (two zero bytes, 0x08 for uint8 data, the dimensions), and the data its size.
+    if len(data) < 4 or data[:3] != b"\0\0\x08" or len(data) < 4 + 4 * data[3]:
+        raise ValueError(f"{path.name} has no IDX header of uint8 data (it starts {data[:4].hex(' ') or 'empty'})")
+    shape = tuple(np.frombuffer(data, ">u4", count=data[3], offset=4).tolist())
+    if len(data) != 4 + 4 * data[3] + math.prod(shape):
+        raise ValueError(f"{path.name} holds {len(data)} bytes, the wrong number for its header's shape {shape}")
     return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(shape)
 
 
@@ -52,6 +66,11 @@ def load(folder: Path, prefix: str):
     images, labels = read_idx(folder, f"{prefix}-images-idx3-ubyte"), read_idx(folder, f"{prefix}-labels-idx1-ubyte")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} {prefix} images but {len(labels)} labels: the files do not belong together")
+    if images.shape[1:] != (28, 28) or labels.ndim != 1 or not len(labels):
+        shapes = f"{prefix} images {images.shape} and labels {labels.shape}"
+        raise ValueError(f"{shapes}; expected (n, 28, 28) and (n,), n > 0")
+    if labels.max() > 9:  # else torch fails mid-training: "Target 200 is out of bounds"
+        raise ValueError(f"a {prefix} label is {labels.max()}, but MNIST's labels are the digits 0 to 9")
     return images, labels
 
 
@@ -129,8 +148,11 @@ def main(argv=None):
         parser.error(f"{args.data_dir}: this machine has no user {args.data_dir.parts[0][1:]!r}; write ~/ for yours")
     try:
         train_set, test_set = MNISTDataset(*load(folder, "train")), MNISTDataset(*load(folder, "t10k"))
-    except (OSError, ValueError, EOFError) as exc:
-        sys.exit(f"error: cannot read MNIST in {args.data_dir} ({exc}); run python -m lr_from_scratch.train once")
+    except (OSError, ValueError) as exc:
+        todo = f"expected MNIST's {FILES} there"
+        if args.data_dir == DATA_DIR:  # the folder that python -m lr_from_scratch.train fetches MNIST into
+            todo = "run python -m lr_from_scratch.train once"
+        sys.exit(f"error: cannot read MNIST in {args.data_dir} ({exc}); {todo}")
     torch.manual_seed(0)
     train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True)
     test_loader = DataLoader(test_set, batch_size=1000)
@@ -139,7 +161,8 @@ def main(argv=None):
         train_epoch(model, train_loader, loss_fn, optimizer, args.device)
         scheduler.step()
         test_loss, test_accuracy = evaluate(model, test_loader, args.device)
-        print(f"epoch {epoch + 1}/{args.epochs}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.2%}")
+        line = f"epoch {epoch + 1}/{args.epochs}  test loss {test_loss:.4f}  test accuracy {test_accuracy:.2%}"
+        print(line, flush=True)  # now, not at exit: a closed pipe or a full disk fails here, inside the try below
 
 
 if __name__ == "__main__":
@@ -150,3 +173,8 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (this script saves nothing)
         print("interrupted by Ctrl-C", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a print failed: the reader went away (| head -1), or the disk is full
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's last flush cannot fail again
+        if isinstance(exc, BrokenPipeError):
+            sys.exit(141)  # quietly, as Unix tools stop when the reader has gone (128 + SIGPIPE)
+        sys.exit(f"error: cannot write to standard output ({exc.strerror}); free some space or send it elsewhere")
