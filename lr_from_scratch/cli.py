@@ -234,6 +234,9 @@ def writable_folder(path: Path, flag: str) -> Path:
             if parent.exists() and not parent.is_dir():
                 where = "is a file" if parent == path else f"lies under {parent}, which is a file"
                 raise UserError(f"{flag} {path} {where}: expected a folder; choose another")
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"{flag} {path} is a link to {os.readlink(path)}, which does not exist: make that folder, "
+                            "or choose another")  # fmt: skip
         missing = [folder for folder in (path, *path.parents) if not folder.exists()]
         path.mkdir(parents=True, exist_ok=True)
         _MADE.extend(missing)

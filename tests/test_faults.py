@@ -110,21 +110,26 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("where", ["a file", "under a file", "a name too long"])
+@pytest.mark.parametrize("where", ["a file", "under a file", "a name too long", "a dangling link"])
 def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, capsys, command, where):
+    """A dangling link once said 'cannot write there (File exists)'."""
     (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     out = {
         "a file": tmp_path / "file",
         "under a file": tmp_path / "file" / "run",
         "a name too long": tmp_path / ("x" * 300),
+        "a dangling link": tmp_path / "link",
     }
     main_, args = COMMANDS[command]
     code = main_([*args, "--out", str(out[where])])
     expected = {"a file": "is a file: expected a folder; choose another",
                 "under a file": "which is a file: expected a folder; choose another",
-                "a name too long": "File name too long"}[where]  # fmt: skip
+                "a name too long": "File name too long",
+                "a dangling link": f"is a link to {tmp_path / 'nowhere'}, which does not exist: make that folder, "
+                                   "or choose another"}[where]  # fmt: skip
     assert_one_line_error((code, capsys.readouterr().err), 1, f"--out {out[where]}", expected)
-    assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file", "link"]
 
 
 @pytest.mark.parametrize("command", ["explore", "lr_find", "sweep"])
