@@ -64,6 +64,24 @@ def test_data_dir_from_environment(mnist_dir, tmp_path, monkeypatch):
     assert load_mnist(download=False).test_labels.shape == (10_000,)
 
 
+def test_the_default_folder_ignores_what_the_environment_cannot_mean(tmp_path, monkeypatch):
+    """A blank $LR_FROM_SCRATCH_DATA was taken as a folder named ' '; a relative $XDG_CACHE_HOME ('~x', unexpanded
+    by a shell) as a folder under the working one, which the XDG specification says to ignore."""
+    from lr_from_scratch.data import default_data_dir
+    from lr_from_scratch.errors import ConfigError
+
+    monkeypatch.delenv("LR_FROM_SCRATCH_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for relative in ("~nosuchuser", "cache"):
+        monkeypatch.setenv("XDG_CACHE_HOME", relative)
+        assert default_data_dir() == tmp_path / ".cache" / "lr-from-scratch" / "mnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir("fashion-mnist") == tmp_path / "xdg" / "lr-from-scratch" / "fashion-mnist"
+    monkeypatch.setenv("LR_FROM_SCRATCH_DATA", " ")
+    with pytest.raises(ConfigError, match=r"^\$LR_FROM_SCRATCH_DATA is ' ': expected a folder; set one, or unset it"):
+        default_data_dir()
+
+
 def test_missing_files_without_download(tmp_path):
     with pytest.raises(DataError, match="MNIST files missing from .*train-images-idx3-ubyte"):
         load_mnist(tmp_path, download=False)

@@ -91,13 +91,18 @@ class LabelledImages:
 
 def default_data_dir(dataset: str = "mnist") -> Path:
     """MNIST: ``$LR_FROM_SCRATCH_DATA``, else ``$XDG_CACHE_HOME/lr-from-scratch/mnist`` (``~/.cache`` by
-    default). The other named datasets: their own folder beside it. ``idx`` has none: give ``--data-dir``."""
+    default, or where ``$XDG_CACHE_HOME`` is not an absolute path, which the XDG specification says to ignore).
+    The other named datasets: their own folder beside it. ``idx`` has none: give ``--data-dir``."""
     if dataset == "idx":
         raise ConfigError("the idx dataset needs --data-dir: the folder that holds your four IDX files")
     if dataset == "mnist" and os.environ.get(DATA_DIR_ENV):
+        if not os.environ[DATA_DIR_ENV].strip():
+            raise ConfigError(f"${DATA_DIR_ENV} is {os.environ[DATA_DIR_ENV]!r}: expected a folder; set one, or "
+                              "unset it for the default")  # fmt: skip
         return expand_home(os.environ[DATA_DIR_ENV])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "lr-from-scratch" / dataset
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return cache / "lr-from-scratch" / dataset
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None, dataset: str = "mnist") -> Path:
