@@ -875,33 +875,88 @@ def test_an_empty_or_text_model_file_is_one_line(tmp_path, capsys, content):
     assert "pickle" not in line  # NumPy's own message advises loading it as a pickle
 
 
+def edit_state(**changes):
+    """An edit of a checkpoint's arrays (its state parsed): these fields of the loop's state changed."""
+    return lambda arrays: arrays["state"].update(changes)
+
+
+def edit_first_row(**changes):
+    """An edit that changes these columns of the state's first history row (epoch 1's)."""
+    return lambda arrays: arrays["state"]["history"][0].update(changes)
+
+
+def set_arrays(**changes):
+    """An edit that sets these backend arrays (``backend/<name>``)."""
+    return lambda arrays: arrays.update({f"backend/{name}": array for name, array in changes.items()})
+
+
+def drop(*names):
+    """An edit that removes these arrays (``state`` included) from the checkpoint."""
+    return lambda arrays: [arrays.pop(name) for name in names]
+
+
 BAD_CHECKPOINTS = {
-    "epoch as text": (dict(state={"epoch": "2"}), "epoch is '2', expected an integer >= 0"),
-    "negative batch": (dict(state={"batch": -1}), "batch is -1, expected an integer >= 0"),
-    "past the last epoch": (dict(state={"epoch": 99, "history": []}), "rows for epoch 99"),
-    "NaN weights": (dict(weight=np.full((10, 784), np.nan, np.float32)), "backend/weight holds NaN"),
-    "wrong shape": (dict(weight=np.zeros((10, 100), np.float32)), "weight has shape (10, 100), expected (10, 784)"),
-    "no state": (dict(state=None), "not a checkpoint"),
-    "another dtype": (dict(weight=np.zeros((10, 784))), "weight is float64, but config.json says --dtype float32"),
+    "epoch as text": (edit_state(epoch="2"), "epoch is '2', expected an integer >= 0"),
+    "negative batch": (edit_state(batch=-1), "batch is -1, expected an integer >= 0"),
+    "past the last epoch": (edit_state(epoch=99, history=[]), "rows for epoch 99"),
+    "NaN weights": (set_arrays(weight=np.full((10, 784), np.nan, np.float32)), "backend/weight holds NaN"),
+    "wrong shape": (set_arrays(weight=np.zeros((10, 100), np.float32)), "weight has shape (10, 100), expected"),
+    "no state": (drop("state"), "not a checkpoint"),
+    "another dtype": (set_arrays(weight=np.zeros((10, 784))), "weight is float64, but config.json says --dtype"),
+    "batch beyond the epoch": (edit_state(batch=10**6), "batch 1000000, beyond this run's 6 epochs of 2700 batches"),
 }
 
 
-@pytest.mark.parametrize("case", BAD_CHECKPOINTS)
-def test_a_hand_edited_checkpoint_is_refused_in_one_line(tmp_path, capsys, case):
-    proc = train_process(*SLOW, "--no-progress", "--out", str(tmp_path / "r"))
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory) -> Path:
+    """A real run (``SLOW``, 6 epochs) stopped by Ctrl-C early in epoch 2: its checkpoint holds a history row, the
+    kept weights and the momentum buffers. Tests edit copies of it."""
+    folder = tmp_path_factory.mktemp("interrupted") / "r"
+    proc = train_process(*SLOW, "--epochs", "6", "--no-progress", "--out", str(folder))  # the last --epochs counts
     after_first_epoch(proc)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
-    changes, expected = BAD_CHECKPOINTS[case]
-    with np.load(tmp_path / "r" / "checkpoint.npz") as npz:
+    assert proc.returncode == 130 and status(folder)["status"] == "interrupted"
+    assert load_checkpoint(folder / "checkpoint.npz")[1].epoch == 1, "the interrupt came after epoch 2 had ended"
+    return folder
+
+
+def folder_contents(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder``, with a file's bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def assert_refused_then_resumes(folder: Path, capsys, *expected: str) -> str:
+    """``--resume folder`` is refused in one line (exit 1) holding ``expected``, and leaves the folder as it was,
+    still "interrupted"; returns the line. (The caller then undoes the fault, and resumes.)"""
+    before = folder_contents(folder)
+    code = main(["--resume", str(folder), "--no-progress"])
+    line = assert_one_line_error((code, capsys.readouterr().err), 1, *expected)
+    assert folder_contents(folder) == before and status(folder)["status"] == "interrupted"
+    return line
+
+
+def assert_finishes(folder: Path, capsys) -> None:
+    assert main(["--resume", str(folder), "--no-progress"]) == 0, capsys.readouterr().err
+    assert status(folder)["status"] == "finished" and len((folder / "history.csv").read_text().splitlines()) == 1 + 6
+
+
+@pytest.mark.parametrize("case", BAD_CHECKPOINTS)
+def test_a_hand_edited_checkpoint_is_refused_in_one_line(interrupted_run, tmp_path, capsys, case):
+    """Refused before any epoch trains, the folder as it was: the checkpoint the run wrote, put back, resumes."""
+    folder = tmp_path / "r"
+    shutil.copytree(interrupted_run, folder)
+    edit, expected = BAD_CHECKPOINTS[case]
+    with np.load(folder / "checkpoint.npz") as npz:
         arrays = dict(npz)
-    state = json.loads(str(arrays.pop("state")))
-    if changes.get("state", {}) is not None:
-        arrays["state"] = np.array(json.dumps({**state, **changes.get("state", {})}))
-    arrays.update({f"backend/{k}": v for k, v in changes.items() if k != "state"})
-    save_npz(tmp_path / "r" / "checkpoint.npz", arrays)
-    code = main(["--resume", str(tmp_path / "r"), "--no-progress"])
-    assert_one_line_error((code, capsys.readouterr().err), 1, expected)
+    arrays["state"] = json.loads(str(arrays["state"]))
+    edit(arrays)
+    if "state" in arrays:
+        arrays["state"] = np.array(json.dumps(arrays["state"]))
+    save_npz(folder / "checkpoint.npz", arrays)
+    assert_refused_then_resumes(folder, capsys, expected)
+    shutil.copy(interrupted_run / "checkpoint.npz", folder / "checkpoint.npz")
+    assert_finishes(folder, capsys)
 
 
 @pytest.mark.parametrize("edit", [{"batch_size": 128}, {"lr": 0.1}])
