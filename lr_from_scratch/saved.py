@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
 from .errors import UserError
 from .files import atomic_open, parse_json, write_text
 from .trainer import HISTORY_COLUMNS, TrainState
@@ -107,10 +108,10 @@ def save_checkpoint(path: Path, backend_state: dict[str, np.ndarray], state: Tra
 
 
 def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, np.ndarray], TrainState]:
-    """Inverse of :func:`save_checkpoint`, checked: every array finite floats, every field of the loop's state of
-    its type and not negative, and the options it was saved with those given (``config.json``'s now: an edit
-    there would change the run half-way, a batch size its position in the epoch). (Whether the shapes fit the run
-    is for the caller, who knows the data.)"""
+    """Inverse of :func:`save_checkpoint`, checked: every array finite floats, the loop's state a run's (each
+    field of its type and range, and consistent with the others: :meth:`TrainState.check`), and the options it
+    was saved with those given (``config.json``'s now: an edit there would change the run half-way, a batch size
+    its position in the epoch). (Whether the shapes fit the run is for the caller, who knows the data.)"""
     arrays = _read_npz(path, "a checkpoint")
     if "state" not in arrays or "backend/weight" not in arrays or "backend/bias" not in arrays:
         raise UserError(f"{path}: not a checkpoint (no state, weight or bias); start a new run instead")
@@ -128,10 +129,11 @@ def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, 
             was = saved.get(key) if isinstance(saved, dict) else None
             raise UserError(f"{path}: the run was saved with {key} {was!r}, but its config.json now says "
                             f"{options[key]!r}: put it back, or start a new run")  # fmt: skip
+    config = None if options is None else TrainConfig.from_dict(options)
     try:
         fields = parse_json(str(arrays["state"]))
         state = TrainState(**fields, best_weight=arrays.get("best/weight"), best_bias=arrays.get("best/bias"))
-        state.check()
+        state.check(config)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path}: its state is not a run's ({exc}); start a new run instead") from None
     backend_state = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}

@@ -55,25 +55,120 @@ class TrainState:
         arrays = ("best_weight", "best_bias")
         return json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in arrays})
 
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first field of the wrong type or out of range (say, in a hand-edited
-        checkpoint), so that nothing downstream meets it."""
+    def check(self, config: TrainConfig | None = None) -> None:
+        """Raise ``ValueError`` naming the first field of the wrong type, out of its range, or at odds with the
+        others (say, in a hand-edited checkpoint), so that nothing downstream meets it: a resumed run would
+        otherwise train on and fail at its end. ``config``: the run's, when known, for what depends on it (whether
+        there is a validation split, early stopping, the batch size). Where the run's place in an epoch must fit
+        the data (how many batches it has), the caller checks, once it knows the data."""
         for name in ("epoch", "batch", "correct", "best_epoch", "bad_epochs"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not _is_integer(value) or value < 0:
                 raise ValueError(f"{name} is {value!r}, expected an integer >= 0")
         for name in ("loss_sum", "epoch_seconds", "train_seconds", "best_val_loss"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"{name} is {value!r}, expected a number >= 0")
+            finite = name != "best_val_loss"  # infinite before the first epoch ends, and in runs without validation
+            if not _is_number(value) or not value >= 0 or (finite and not math.isfinite(value)):
+                raise ValueError(f"{name} is {value!r}, expected a {'finite ' * finite}number >= 0")
         if not isinstance(self.stopped_early, bool):
             raise ValueError(f"stopped_early is {self.stopped_early!r}, expected true or false")
         if not isinstance(self.history, list) or not all(
             isinstance(row, dict) and set(row) == set(HISTORY_COLUMNS) for row in self.history
         ):
             raise ValueError(f"history is not a list of rows with the columns {', '.join(HISTORY_COLUMNS)}")
-        if len(self.history) != self.epoch or (self.best_epoch > 0) != (self.best_weight is not None):
-            raise ValueError(f"{len(self.history)} history rows for epoch {self.epoch}, best epoch {self.best_epoch}")
+        done = self.epoch
+        if len(self.history) != done:
+            raise ValueError(f"{len(self.history)} history rows for epoch {done}, expected one per epoch done")
+        has_val = config.val_split > 0 if config else bool(self.history) and self.history[0]["val_loss"] is not None
+        for number, row in enumerate(self.history, 1):
+            _check_row(number, row, has_val)
+        self._check_kept(has_val)
+        if self.bad_epochs != done - self.best_epoch:
+            raise ValueError(f"bad_epochs is {self.bad_epochs}, expected {done - self.best_epoch}: the epochs since "
+                             f"the kept epoch {self.best_epoch}")  # fmt: skip
+        stops = has_val and self.bad_epochs > 0 and (config is None or 0 < config.patience <= self.bad_epochs)
+        if self.stopped_early != stops and (self.stopped_early or config is not None):
+            why = f"{self.bad_epochs} epochs without a better validation loss" if has_val else "no validation split"
+            patience = f", patience {config.patience}" if config is not None and has_val else ""
+            raise ValueError(f"stopped_early is {json.dumps(self.stopped_early)}, expected {json.dumps(stops)} "
+                             f"({why}{patience})")  # fmt: skip
+        if self.batch == 0 and (self.loss_sum, self.correct, self.epoch_seconds) != (0, 0, 0):
+            raise ValueError(f"loss_sum {self.loss_sum!r}, correct {self.correct} and epoch_seconds "
+                             f"{self.epoch_seconds!r} at batch 0, expected 0 before an epoch's first step")  # fmt: skip
+        if self.batch and self.stopped_early:
+            raise ValueError(f"batch is {self.batch} in a run that stopped early, expected 0")
+        if config is not None and self.correct > self.batch * config.batch_size:
+            raise ValueError(f"correct is {self.correct} after {self.batch} batches of {config.batch_size}, expected "
+                             f"at most {self.batch * config.batch_size}")  # fmt: skip
+        total = 0.0
+        for row in self.history:  # as the loop adds them up
+            total += row["seconds"]
+        if not math.isclose(self.train_seconds, total, rel_tol=1e-9, abs_tol=1e-9):
+            raise ValueError(f"train_seconds is {self.train_seconds!r}, expected {total!r}: the sum of the history's "
+                             "seconds")  # fmt: skip
+
+    def _check_kept(self, has_val: bool) -> None:
+        """The kept epoch and its weights: the first epoch of lowest validation loss (without validation, the
+        last); none before the first epoch ends."""
+        done, best = self.epoch, self.best_epoch
+        if best > done or (best == 0) != (done == 0):
+            expected = "0: no epoch has ended" if done == 0 else f"an epoch done, 1 to {done}"
+            raise ValueError(f"best_epoch is {best}, expected {expected}")
+        if (self.best_weight is None, self.best_bias is None) != (best == 0, best == 0):
+            kept = "both there" if best else "absent"
+            raise ValueError(f"best_epoch is {best}, so the kept weights best/weight and best/bias should be {kept}")
+        if has_val and done:
+            losses = [row["val_loss"] for row in self.history]
+            lowest = losses.index(min(losses)) + 1
+            if best != lowest:
+                raise ValueError(f"best_epoch is {best}, expected {lowest}: the first epoch of lowest validation loss")
+            if self.best_val_loss != losses[lowest - 1]:
+                raise ValueError(f"best_val_loss is {self.best_val_loss!r}, expected {losses[lowest - 1]!r}: the "
+                                 f"validation loss of the kept epoch {best}")  # fmt: skip
+        else:
+            if best != done:
+                raise ValueError(f"best_epoch is {best}, expected {done}: without validation the last epoch is kept")
+            if self.best_val_loss != math.inf:
+                raise ValueError(f"best_val_loss is {self.best_val_loss!r}, expected Infinity: no validation loss "
+                                 f"{'in this run' if done else 'yet'}")  # fmt: skip
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: What each column of a history row but ``epoch`` holds: (lowest, highest, what is expected), a finite number but
+#: for the speed (infinite for an epoch timed at 0 s); the validation columns are None (empty in ``history.csv``) in a
+#: run without validation, and only then.
+_ROW_RANGES = {
+    "lr": (0, math.inf, "a finite number >= 0"),
+    "train_loss": (0, math.inf, "a finite number >= 0"),
+    "train_accuracy": (0, 1, "a number in [0, 1]"),
+    "val_loss": (0, math.inf, "a finite number >= 0"),
+    "val_accuracy": (0, 1, "a number in [0, 1]"),
+    "seconds": (0, math.inf, "a finite number >= 0"),
+    "samples_per_second": (0, math.inf, "a number > 0"),
+}
+
+
+def _check_row(number: int, row: dict, has_val: bool) -> None:
+    """Raise ``ValueError`` if history row ``number`` (1-based) is not one the loop writes."""
+    if not _is_integer(row["epoch"]) or row["epoch"] != number:
+        raise ValueError(f"history row {number}: epoch is {row['epoch']!r}, expected {number}")
+    for column, (low, high, expected) in _ROW_RANGES.items():
+        value = row[column]
+        if column in ("val_loss", "val_accuracy") and not has_val:
+            if value is not None:
+                raise ValueError(f"history row {number}: {column} is {value!r}, expected null: the run has no "
+                                 "validation split")  # fmt: skip
+            continue
+        speed = column == "samples_per_second"
+        if not _is_number(value) or not low <= value <= high or not (value > 0 if speed else math.isfinite(value)):
+            raise ValueError(f"history row {number}: {column} is {value!r}, expected {expected}")
 
 
 def fit(

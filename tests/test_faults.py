@@ -904,6 +904,26 @@ BAD_CHECKPOINTS = {
     "no state": (drop("state"), "not a checkpoint"),
     "another dtype": (set_arrays(weight=np.zeros((10, 784))), "weight is float64, but config.json says --dtype"),
     "batch beyond the epoch": (edit_state(batch=10**6), "batch 1000000, beyond this run's 6 epochs of 2700 batches"),
+    # each field in its range, and consistent with the others (a resumed run would otherwise fail at its end)
+    "kept epoch not done": (edit_state(best_epoch=99), "best_epoch is 99, expected an epoch done, 1 to 1"),
+    "no kept epoch": (edit_state(best_epoch=0), "best_epoch is 0, expected an epoch done, 1 to 1"),
+    "bad epochs": (edit_state(bad_epochs=5), "bad_epochs is 5, expected 0: the epochs since the kept epoch 1"),
+    "best loss not the kept epoch's": (edit_state(best_val_loss=0.0), "best_val_loss is 0.0, expected "),
+    "stopped early at patience 0": (edit_state(stopped_early=True), "stopped_early is true, expected false"),
+    "infinite running loss": (edit_state(loss_sum=float("inf")), "loss_sum is inf, expected a finite number >= 0"),
+    "more correct than samples": (edit_state(batch=1, correct=10**9), "correct is 1000000000 after 1 batches of 1"),
+    "a running count at batch 0": (
+        edit_state(batch=0, loss_sum=0.0, correct=5, epoch_seconds=0.0),
+        "correct 5 and epoch_seconds 0.0 at batch 0, expected 0 before an epoch's first step",
+    ),
+    "no training time": (edit_state(train_seconds=0), "train_seconds is 0, expected "),
+    "no kept bias": (drop("best/bias"), "best_epoch is 1, so the kept weights best/weight and best/bias should be"),
+    # history rows: numbers in range, None only for validation in a run without it
+    "rate as text": (edit_first_row(lr="abc"), "history row 1: lr is 'abc', expected a finite number >= 0"),
+    "NaN train loss": (edit_first_row(train_loss=float("nan")), "history row 1: train_loss is nan, expected a finite"),
+    "accuracy above 1": (edit_first_row(train_accuracy=1.5), "train_accuracy is 1.5, expected a number in [0, 1]"),
+    "no validation loss": (edit_first_row(val_loss=None), "history row 1: val_loss is None, expected a finite number"),
+    "epoch renumbered": (edit_first_row(epoch=5), "history row 1: epoch is 5, expected 1"),
 }
 
 
