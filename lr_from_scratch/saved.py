@@ -22,6 +22,7 @@ import numpy as np
 from .config import TrainConfig
 from .errors import UserError
 from .files import atomic_open, parse_json, write_text
+from .optim import momentum_buffer_key
 from .trainer import HISTORY_COLUMNS, TrainState
 
 #: The key of ``config.json`` and ``model.npz``'s config that records a run's ``--data-dir`` (absolute), when given.
@@ -111,7 +112,9 @@ def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, 
     """Inverse of :func:`save_checkpoint`, checked: every array finite floats, the loop's state a run's (each
     field of its type and range, and consistent with the others: :meth:`TrainState.check`), and the options it
     was saved with those given (``config.json``'s now: an edit there would change the run half-way, a batch size
-    its position in the epoch). (Whether the shapes fit the run is for the caller, who knows the data.)"""
+    its position in the epoch). Given the options, a run with momentum that has taken a step must have its
+    momentum buffers: without them it would go on, but not as it would have. (Whether the shapes fit the run is
+    for the caller, who knows the data.)"""
     arrays = _read_npz(path, "a checkpoint")
     if "state" not in arrays or "backend/weight" not in arrays or "backend/bias" not in arrays:
         raise UserError(f"{path}: not a checkpoint (no state, weight or bias); start a new run instead")
@@ -136,6 +139,16 @@ def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, 
         state.check(config)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path}: its state is not a run's ({exc}); start a new run instead") from None
+    buffers = [f"backend/{momentum_buffer_key(i)}" for i in range(2)]  # weight's, bias's
+    missing = [name for name in buffers if name not in arrays]
+    if 0 < len(missing) < len(buffers):
+        there = next(name for name in buffers if name in arrays)
+        raise UserError(f"{path}: holds {there} but no {missing[0]}; expected the momentum buffers of both the "
+                        "weight and the bias, or neither: start a new run instead")  # fmt: skip
+    if missing and config is not None and config.momentum > 0 and (state.epoch > 0 or state.batch > 0):
+        raise UserError(f"{path}: no momentum buffers ({', '.join(missing)}), but the run trains with momentum "
+                        f"{config.momentum} and has taken steps: resumed without them, it would not go on as it "
+                        "would have; start a new run instead")  # fmt: skip
     backend_state = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("backend/")}
     return backend_state, state
 

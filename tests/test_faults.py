@@ -895,6 +895,8 @@ def drop(*names):
     return lambda arrays: [arrays.pop(name) for name in names]
 
 
+BUFFERS = ("backend/momentum_buffer_0", "backend/momentum_buffer_1")
+
 BAD_CHECKPOINTS = {
     "epoch as text": (edit_state(epoch="2"), "epoch is '2', expected an integer >= 0"),
     "negative batch": (edit_state(batch=-1), "batch is -1, expected an integer >= 0"),
@@ -924,6 +926,12 @@ BAD_CHECKPOINTS = {
     "accuracy above 1": (edit_first_row(train_accuracy=1.5), "train_accuracy is 1.5, expected a number in [0, 1]"),
     "no validation loss": (edit_first_row(val_loss=None), "history row 1: val_loss is None, expected a finite number"),
     "epoch renumbered": (edit_first_row(epoch=5), "history row 1: epoch is 5, expected 1"),
+    # a run with momentum that has taken steps: its buffers, or the resume would not go on as the run would have
+    "no momentum buffers": (
+        drop(*BUFFERS),
+        f"no momentum buffers ({', '.join(BUFFERS)}), but the run trains with momentum 0.9 and has taken steps",
+    ),
+    "one momentum buffer": (drop(BUFFERS[1]), f"holds {BUFFERS[0]} but no {BUFFERS[1]}; expected the momentum buffers"),
 }
 
 
@@ -977,6 +985,17 @@ def test_a_hand_edited_checkpoint_is_refused_in_one_line(interrupted_run, tmp_pa
     assert_refused_then_resumes(folder, capsys, expected)
     shutil.copy(interrupted_run / "checkpoint.npz", folder / "checkpoint.npz")
     assert_finishes(folder, capsys)
+
+
+def test_a_run_without_momentum_resumes_without_buffers(tmp_path, capsys):
+    """Momentum 0 keeps no buffers (the NumPy backend saves none): their absence is no fault there."""
+    proc = train_process(*SLOW, "--epochs", "6", "--momentum", "0", "--no-progress", "--out", str(tmp_path / "r"))
+    after_first_epoch(proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    with np.load(tmp_path / "r" / "checkpoint.npz") as npz:
+        assert not [name for name in npz.files if "momentum" in name]
+    assert_finishes(tmp_path / "r", capsys)
 
 
 @pytest.mark.parametrize("edit", [{"batch_size": 128}, {"lr": 0.1}])
