@@ -113,7 +113,15 @@ class RunFolder:
         folder = cls(writable_folder(path, "--resume"), config, created=False, data_dir=data_dir and Path(data_dir))
         try:
             backend_state, state = load_checkpoint(path / CHECKPOINT, config.to_dict())
-            write_history(path / HISTORY, state.history)  # drops any row written after the checkpoint
+            try:
+                write_history(path / HISTORY, state.history)  # drops any row written after the checkpoint
+            except OSError as exc:  # before the run starts: the folder stays as it was
+                is_dir = (path / HISTORY).is_dir()
+                what = "is a folder" if is_dir else f"cannot be written ({exc.strerror or exc})"
+                fix = "move it out of the way" if is_dir else "make it writable"
+                raise UserError(f"{path / HISTORY} {what}, expected the run's history file: {fix}, then --resume "
+                                f"{path} again (the checkpoint holds the history, and the resumed run writes the "
+                                "file anew)") from None  # fmt: skip
         except BaseException:
             folder.close()
             raise

@@ -987,6 +987,19 @@ def test_a_hand_edited_checkpoint_is_refused_in_one_line(interrupted_run, tmp_pa
     assert_finishes(folder, capsys)
 
 
+def test_a_history_csv_that_is_a_folder_is_one_line_and_resumes_once_moved(interrupted_run, tmp_path, capsys):
+    """--resume rewrites history.csv from the checkpoint: a folder in its place is named, not a traceback."""
+    folder = tmp_path / "r"
+    shutil.copytree(interrupted_run, folder)
+    (folder / "history.csv").unlink()
+    (folder / "history.csv").mkdir()
+    expected = (f"{folder / 'history.csv'} is a folder, expected the run's history file: move it out of the way, "
+                f"then --resume {folder} again")  # fmt: skip
+    assert_refused_then_resumes(folder, capsys, expected)
+    (folder / "history.csv").rmdir()
+    assert_finishes(folder, capsys)
+
+
 def test_a_run_without_momentum_resumes_without_buffers(tmp_path, capsys):
     """Momentum 0 keeps no buffers (the NumPy backend saves none): their absence is no fault there."""
     proc = train_process(*SLOW, "--epochs", "6", "--momentum", "0", "--no-progress", "--out", str(tmp_path / "r"))
