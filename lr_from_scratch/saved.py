@@ -112,9 +112,9 @@ def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, 
     """Inverse of :func:`save_checkpoint`, checked: every array finite floats, the loop's state a run's (each
     field of its type and range, and consistent with the others: :meth:`TrainState.check`), and the options it
     was saved with those given (``config.json``'s now: an edit there would change the run half-way, a batch size
-    its position in the epoch). Given the options, a run with momentum that has taken a step must have its
-    momentum buffers: without them it would go on, but not as it would have. (Whether the shapes fit the run is
-    for the caller, who knows the data.)"""
+    its position in the epoch). Given the options, a run with momentum that has taken a step and has steps left
+    must have its momentum buffers: without them it would go on, but not as it would have. (Whether the shapes
+    fit the run is for the caller, who knows the data.)"""
     arrays = _read_npz(path, "a checkpoint")
     if "state" not in arrays or "backend/weight" not in arrays or "backend/bias" not in arrays:
         raise UserError(f"{path}: not a checkpoint (no state, weight or bias); start a new run instead")
@@ -145,7 +145,10 @@ def load_checkpoint(path: Path, options: dict | None = None) -> tuple[dict[str, 
         there = next(name for name in buffers if name in arrays)
         raise UserError(f"{path}: holds {there} but no {missing[0]}; expected the momentum buffers of both the "
                         "weight and the bias, or neither: start a new run instead")  # fmt: skip
-    if missing and config is not None and config.momentum > 0 and (state.epoch > 0 or state.batch > 0):
+    steps_taken = state.epoch > 0 or state.batch > 0
+    steps_left = config is not None and state.epoch < config.epochs and not state.stopped_early
+    if missing and config is not None and config.momentum > 0 and steps_taken and steps_left:  # a run past its
+        # last epoch (rescued as it wrote its results) holds its kept weights alone: its buffers are not needed
         raise UserError(f"{path}: no momentum buffers ({', '.join(missing)}), but the run trains with momentum "
                         f"{config.momentum} and has taken steps: resumed without them, it would not go on as it "
                         "would have; start a new run instead")  # fmt: skip
