@@ -115,7 +115,7 @@ def parse(argv) -> dict:
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
     if rounds < 1:
         raise ConfigError(f"--rounds must be an integer >= 1, got {rounds}")
-    if args.name.strip() in ("", ".", "..") or Path(args.name).name != args.name or args.name != args.name.strip():
+    if args.name in ("", ".", "..") or Path(args.name).name != args.name or args.name != args.name.strip():
         raise ConfigError(f"--name must be a plain file name stem, such as benchmarks-gpu, got {args.name!r}")
     longest = f"{args.name}{INTERRUPTED_SUFFIX}.json"  # checked now, not after the minutes of measuring
     if len(os.fsencode(longest)) > NAME_MAX:
