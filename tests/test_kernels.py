@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lr_from_scratch.data import SparseRows, batch_slices, batch_starts, scale_images
-from lr_from_scratch.kernels import fused, lanes, naive
+from lr_from_scratch.kernels import fused, lanes, llvm, naive
 from lr_from_scratch.kernels.fused import FoldedLinear
 from lr_from_scratch.kernels.llvm import LANES
 from lr_from_scratch.metrics import evaluate
@@ -143,6 +143,54 @@ def test_parallel_path_matches_serial_and_is_deterministic(real, dtype, monkeypa
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_more_workers_than_threads_finish_with_the_same_weights(real, dtype):
+    """The threaded kernel's workers claim tasks rather than wait at a barrier, so a thread that runs several
+    workers one after the other (here: four workers on one thread) finishes, with the bits of the same blocks
+    run on every thread there is, and with the serial kernel's weights to rounding."""
+    images, labels = real
+    rows, order = SparseRows.from_dense(images), np.arange(len(labels))
+    starts = batch_starts(batch_slices(len(labels), 64))
+    weight, bias = initial()
+    runs = {}
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        layer = folded(weight, bias, True, dtype, momentum=0.9, nesterov=True)
+        saved = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            with fused.slp_vectoriser():
+                runs[threads] = fused._train_parallel(*layer.train_args(rows, labels, order, starts, 0.1), 4)
+        finally:
+            numba.set_num_threads(saved)
+        runs[threads] += (layer.params()[0],)
+    serial = folded(weight, bias, True, dtype, momentum=0.9, nesterov=True)
+    with fused.slp_vectoriser():
+        loss, correct = fused._train_serial(*serial.train_args(rows, labels, order, starts, 0.1), 1)
+    one, every = runs.values()
+    assert one[:2] == every[:2]
+    np.testing.assert_array_equal(one[2], every[2])
+    assert_close("4 workers vs serial", one[2], serial.params()[0], ATOL[dtype])
+    assert one[0] == pytest.approx(loss, rel=1e-12 if dtype == "float64" else 1e-5)
+    assert one[1] == correct
+
+
+def test_atomic_add_loses_no_update_between_threads():
+    """Every worker adds 1 to the same counter 20,000 times: the total is exact, and each call returned the value
+    before its own addition, so the values returned are 0 .. total-1, each once."""
+
+    @numba.njit(parallel=True)
+    def count(counter, seen, n_workers, n_adds):
+        for worker in numba.prange(n_workers):
+            for i in range(n_adds):
+                seen[worker * n_adds + i] = llvm.atomic_add(counter, 0, 1)
+        return llvm.atomic_load(counter, 0)
+
+    n_workers, n_adds = 4, 20_000
+    seen = np.empty(n_workers * n_adds, dtype=np.int64)
+    assert count(np.zeros(1, dtype=np.int64), seen, n_workers, n_adds) == n_workers * n_adds
+    np.testing.assert_array_equal(np.sort(seen), np.arange(n_workers * n_adds))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_evaluate_matches_numpy(real, dtype):
     images, labels = real
     weight, bias = initial(3, scale=0.2)
@@ -153,6 +201,13 @@ def test_evaluate_matches_numpy(real, dtype):
     assert loss == pytest.approx(ref_loss, rel=1e-12 if dtype == "float64" else 1e-5)
     assert accuracy == ref_accuracy
     np.testing.assert_array_equal(predictions, SoftmaxRegression(weight, bias).predict(x))
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one_thread = layer.evaluate(SparseRows.from_dense(images), labels)[0]
+    finally:
+        numba.set_num_threads(saved)
+    assert one_thread == loss  # summed in row order, whatever the number of threads
 
 
 def test_extreme_logits_stay_finite_and_exact(synthetic):

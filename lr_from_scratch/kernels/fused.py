@@ -14,10 +14,12 @@ What the data allow, and what the kernels do with it (the algebra is in ``docs/f
   vector. The public API still speaks ``nn.Linear``'s (10, 784).
 - **Fusion.** One call runs many steps: gather, logits, softmax, loss, gradient, SGD update (PyTorch's rule,
   momentum, Nesterov, weight decay), in place, with no Python between steps.
-- **Threads without races.** From :data:`PARALLEL_MIN_NONZEROS` non-zero inputs a step on, each step splits its
-  batch into one contiguous block per thread. Each thread accumulates into its *own* gradient buffer; then each thread
-  steps a share of the weight rows, summing the buffers for them in a fixed order. Below it, the same step
-  runs on one thread (one block), where threads would cost more than they save.
+- **Threads without races.** From :data:`PARALLEL_MIN_NONZEROS` non-zero inputs a step on, each step splits
+  its batch into one contiguous block per thread, and each block accumulates into its *own* gradient buffer;
+  then the weight rows are shared out, and each share is stepped by summing every block's buffer for those
+  rows in a fixed order. One ``prange`` loop per call runs a worker per thread through every step, the workers
+  claiming each phase's tasks rather than meeting at a barrier (:mod:`.tasks`). Below it, the same step runs
+  on one thread (one block), where threads would cost more than they save.
 - **Memory.** The images come in a random order, so the kernel prefetches the image :data:`PREFETCH_AHEAD`
   places ahead.
 
@@ -34,6 +36,7 @@ from ..data.pipeline import batch_starts
 from ..data.sparse import SparseRows
 from .lanes import (
     bias_term,
+    bias_term_from_sums,
     lanes,
     log_softmax_at,
     logits,
@@ -47,10 +50,11 @@ from .lanes import (
     sum_blocks,
 )
 from .llvm import CACHE, FASTMATH, LANES, compile_report, slp_vectoriser
+from .tasks import claim, finish, wait_for
 
 #: Steps with at least this many non-zero inputs (the batch size times the rows' mean count) split across
-#: threads; smaller ones run on one, where the threads' fixed costs a step (two fork-joins, fetching the other
-#: thread's gradient) outweigh the work. About 60 MNIST images (150 non-zero pixels each): on the 2-core
+#: threads; smaller ones run on one, where the threads' fixed costs a step (fetching the other thread's partial
+#: gradient, its weight rows) outweigh the work. About 60 MNIST images (150 non-zero pixels each): on the 2-core
 #: development machine the crossing lies near batch 64 and moves with the machine's noise (two identical
 #: one-thread runs at batch 48 once differed by 37%); ``python -m benchmarks.report`` shows ``numba`` beside
 #: ``numba-1-thread``. Counted in non-zeros, not images: small dense tables stay on one thread at batch 64,
@@ -58,6 +62,16 @@ from .llvm import CACHE, FASTMATH, LANES, compile_report, slp_vectoriser
 PARALLEL_MIN_NONZEROS = 9000
 #: While training on one image, the kernel asks the memory system for the image this many places ahead.
 PREFETCH_AHEAD = 4
+
+
+@njit(inline="always")
+def in_order_sum(x):
+    """``x[0] + x[1] + ...`` in that order, in float64. In a kernel compiled with ``parallel=True``, ``x.sum()``
+    becomes a reduction shared among the threads, whose order, and so whose last bits, change with their number."""
+    total = 0.0
+    for i in range(len(x)):
+        total += x[i]
+    return total
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -89,65 +103,79 @@ def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch,
 
 
 def _compile_train(parallel: bool):
-    """The training kernel, written once and compiled twice: with ``prange`` (``parallel``) the loops over the
-    blocks of a step run on threads, one block each; with ``range`` they run on one thread, with one block."""
-    blocks = prange if parallel else range
+    """The training kernel, written once and compiled twice: with ``prange`` (``parallel``) the workers run on
+    threads, one each; with ``range`` one worker runs every step on one thread, with one block."""
+    workers = prange if parallel else range
 
     def train(indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, first,
               a, c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes, n_blocks):  # fmt: skip
         """SGD steps over the batches ``order[starts[s]:starts[s+1]]`` (the arguments:
-        :meth:`FoldedLinear.train_args`, then the number of blocks, ignored by the serial kernel). Returns (loss
-        sum, correct).
+        :meth:`FoldedLinear.train_args`, then the number of blocks and workers, ignored by the serial kernel).
+        Returns (loss sum, correct).
 
-        Each step has two phases. First, block ``t`` runs forward and backward for its contiguous share of the
-        batch, into its own partial gradient. Then block ``t`` steps its share of the weight rows, summing every
-        block's partial gradient for them in block order, so the result does not depend on scheduling. With one
-        block (serial), the gradient rows are cleared as the step reads them; with several, each thread clears its
-        own block before using it, so no cache line changes core for that.
+        Each step has two phases of ``n_blocks`` tasks (:mod:`.tasks`). First, task ``t`` runs forward and
+        backward for block ``t``, a contiguous share of the batch, into that block's partial gradient. Then task
+        ``t`` steps a share of the weight rows, summing every block's partial gradient for them in block order,
+        so the result does not depend on which thread ran what. With one block (serial), the gradient rows are
+        cleared as the step reads them; with several, each block is cleared before use by the task that fills
+        it, most often on the core that filled it the step before (each worker asks for its own block first).
         """
         require_lanes(Wt)
         if not parallel:  # constants LLVM can fold: one block, cleared as the step reads it
             n_blocks = 1
+        n_steps, n_rows, clear_in_step = len(starts) - 1, len(Wt), not parallel
         dW_blocks = np.zeros((n_blocks,) + Wt.shape, dtype=Wt.dtype)  # one partial gradient per block
         db_blocks = np.zeros((n_blocks, LANES), dtype=Wt.dtype)
-        z_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
         col_sum_blocks = np.empty((n_blocks, LANES), dtype=Wt.dtype)
-        loss_blocks = np.empty(n_blocks, dtype=np.float64)
-        correct_blocks = np.empty(n_blocks, dtype=np.int64)
-        const, db = np.empty(LANES, dtype=Wt.dtype), np.empty(LANES, dtype=Wt.dtype)
-        inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
-        zeros = lanes(np.zeros(LANES, dtype=Wt.dtype))
-        clear_in_step, n_rows = not parallel, len(Wt)
-        bias_term(Wt, b, c, const)
-        loss, correct = 0.0, 0
-        for s in range(len(starts) - 1):
-            lo, hi = starts[s], starts[s + 1]
-            inv_batch[0] = 1.0 / (hi - lo)
-            for t in blocks(n_blocks):
-                if not clear_in_step:
-                    dW_blocks[t] = 0.0
-                db_blocks[t] = 0.0
-                block_lo, block_hi = lo + (hi - lo) * t // n_blocks, lo + (hi - lo) * (t + 1) // n_blocks
-                loss_blocks[t], correct_blocks[t] = _accumulate(
-                    indptr, indices, values, order, block_lo, block_hi, Wt, const, a, inv_batch[0], n_classes,
-                    labels, z_blocks[t], dW_blocks[t], db_blocks[t],
-                )  # fmt: skip
-            sum_blocks(db_blocks, db)
-            factors = sgd_factors(first[0], lr, momentum, one_minus_dampening, nesterov)
-            for t in blocks(n_blocks):
-                rows_lo, rows_hi = n_rows * t // n_blocks, n_rows * (t + 1) // n_blocks
-                col_sum = step_rows(
-                    Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, rows_lo, rows_hi, clear_in_step, zeros
-                )
-                for k in range(LANES):
-                    col_sum_blocks[t, k] = col_sum[k]
-            sum_blocks(col_sum_blocks, const)
-            step_bias(b, bufb, db, factors, lr, weight_decay, c, const, const)  # and const = c col_sum + b
+        loss_blocks = np.zeros(n_blocks, dtype=np.float64)
+        correct_blocks = np.zeros(n_blocks, dtype=np.int64)
+        claims = np.zeros(2 * n_steps * n_blocks, dtype=np.int64)  # task 2 s T + t: step s, block t; + T: rows
+        done = np.zeros(16, dtype=np.int64)[8:]  # tasks finished, in [0]: a cache line of its own
+        first_step = first[0]  # the momentum buffers are still empty
+        for worker in workers(n_blocks):
+            z = np.empty(LANES, dtype=Wt.dtype)
+            const = np.empty(LANES, dtype=Wt.dtype)
+            db = np.empty(LANES, dtype=Wt.dtype)
+            inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
+            for s in range(n_steps):
+                lo, hi = starts[s], starts[s + 1]
+                inv_batch[0] = 1.0 / (hi - lo)
+                task = 2 * s * n_blocks
+                wait_for(done, task)  # the previous step has finished: its weights and column sums are final
+                if s == 0:
+                    bias_term(Wt, b, c, const)
+                else:
+                    bias_term_from_sums(col_sum_blocks, b, c, const)
+                for i in range(n_blocks):
+                    t = (worker + i) % n_blocks
+                    if claim(claims, task + t):
+                        if not clear_in_step:
+                            dW_blocks[t] = 0.0
+                        db_blocks[t] = 0.0
+                        block_lo, block_hi = lo + (hi - lo) * t // n_blocks, lo + (hi - lo) * (t + 1) // n_blocks
+                        loss, correct = _accumulate(
+                            indptr, indices, values, order, block_lo, block_hi, Wt, const, a, inv_batch[0],
+                            n_classes, labels, z, dW_blocks[t], db_blocks[t],
+                        )  # fmt: skip
+                        loss_blocks[t] += loss
+                        correct_blocks[t] += correct
+                        finish(done)
+                task += n_blocks
+                wait_for(done, task)  # every block's gradient is in
+                sum_blocks(db_blocks, db)
+                factors = sgd_factors(first_step and s == 0, lr, momentum, one_minus_dampening, nesterov)
+                for i in range(n_blocks):
+                    t = (worker + i) % n_blocks
+                    if claim(claims, task + t):
+                        rows_lo, rows_hi = n_rows * t // n_blocks, n_rows * (t + 1) // n_blocks
+                        step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, rows_lo, rows_hi,
+                                  clear_in_step, col_sum_blocks[t])  # fmt: skip
+                        if t == 0:
+                            step_bias(b, bufb, db, factors, lr, weight_decay)
+                        finish(done)
+        if n_steps > 0:
             first[0] = False
-            for t in range(n_blocks):
-                loss += loss_blocks[t]
-                correct += correct_blocks[t]
-        return loss, correct
+        return in_order_sum(loss_blocks), correct_blocks.sum()
 
     # Numba names its on-disk cache after the function: one name per compilation
     train.__name__ = train.__qualname__ = "_train_parallel" if parallel else "_train_serial"
@@ -162,8 +190,8 @@ def _evaluate(indptr, indices, values, labels, Wt, b, a, c, n_classes, predictio
     """Loss sum and correct count over every row; writes each row's predicted class into ``predictions``
     (int64 (n,)). The other arguments are those of :meth:`FoldedLinear.train_args` of the same names.
 
-    Each row's loss goes into its own slot and the sums come after the parallel loop, in row order, so the
-    result does not depend on how the rows were shared among threads.
+    Each row's loss goes into its own slot and the sum comes after the parallel loop, in row order
+    (:func:`in_order_sum`), so the result does not depend on the number of threads.
     """
     const = np.empty(LANES, dtype=Wt.dtype)
     bias_term(Wt, b, c, const)
@@ -173,7 +201,7 @@ def _evaluate(indptr, indices, values, labels, Wt, b, a, c, n_classes, predictio
         logits(indptr, indices, values, row, Wt, const, a, z)
         log_p, predictions[row] = log_softmax_at(z, n_classes, labels[row])
         losses[row] = -log_p
-    return losses.sum(), (predictions == labels).sum()
+    return in_order_sum(losses), (predictions == labels).sum()
 
 
 class FoldedLinear:

@@ -273,17 +273,18 @@ def sum_blocks(blocks, out):
 
 @njit(inline="always", fastmath=FASTMATH)
 def step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, lo, hi, clear, col_sum):
-    """The SGD step of weight rows ``lo:hi`` in one pass; returns ``col_sum`` plus the new rows' column sums.
+    """The SGD step of weight rows ``lo:hi`` in one pass; sets ``col_sum`` (16,) to the new rows' column sums.
 
-    ``dW_blocks`` (T, D, 16) holds one partial gradient per thread (T = 1 on the serial path). For each row:
-    sum the partials in block order, add the rank-one correction ``c * db``, take the step (factors from
-    :func:`sgd_factors`), zero block 0's row if ``clear``, and add the new row into the column sums, which
-    stay in registers (16 scalars).
+    ``dW_blocks`` (T, D, 16) holds one partial gradient per block of the batch (T = 1 on the serial path). For
+    each row: sum the partials in block order, add the rank-one correction ``c * db``, take the step (factors
+    from :func:`sgd_factors`), zero block 0's row if ``clear``, and add the new row into the column sums.
     """
     if Wt.shape[1] != LANES or bufW.shape[1] != LANES or dW_blocks.shape[2] != LANES:  # never true: the width
-        return col_sum
+        return
     keep, new, plain, look = factors
     zero = lr - lr
+    for k in range(LANES):
+        col_sum[k] = zero
     for d in range(lo, hi):
         g = dW_blocks[0, d]
         w, buf = Wt[d], bufW[d]
@@ -295,20 +296,28 @@ def step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, lo, hi, cle
             gk = g[k] + c * db[k] + weight_decay * w[k]
             bk = keep * buf[k] + new * gk
             buf[k] = bk
-            w[k] -= lr * (plain * gk + look * bk)
+            wk = w[k] - lr * (plain * gk + look * bk)
+            w[k] = wk
+            col_sum[k] += wk
             if clear:
                 g[k] = zero
-        col_sum = _plus(col_sum, w)
-    return col_sum
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def step_bias(b, bufb, db, factors, lr, weight_decay, c, col_sum, const):
-    """The bias's SGD step, then ``const = c * col_sum + b``: the next step's image-independent logits."""
+def step_bias(b, bufb, db, factors, lr, weight_decay):
+    """The bias's SGD step, as :func:`step_rows` takes the weights'."""
     keep, new, plain, look = factors
     for k in range(LANES):
         gk = db[k] + weight_decay * b[k]
         bk = keep * bufb[k] + new * gk
         bufb[k] = bk
         b[k] -= lr * (plain * gk + look * bk)
-        const[k] = c * col_sum[k] + b[k]
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def bias_term_from_sums(col_sum_blocks, b, c, const):
+    """:func:`bias_term` from the column sums that :func:`step_rows` left, one row per share of the weight
+    rows (T, 16): ``const = c * sum_t col_sum_blocks[t] + b``, without another pass over the weights."""
+    sum_blocks(col_sum_blocks, const)
+    for k in range(LANES):
+        const[k] = c * const[k] + b[k]

@@ -1,15 +1,16 @@
-"""What the compiled kernels share: fast-math flags, the vectoriser setting, and two small LLVM intrinsics.
+"""What the compiled kernels share: fast-math flags, the vectoriser setting, and a few small LLVM intrinsics.
 
-Numba has no prefetch instruction and no way to build ``2^n`` from its bits, so this module writes both as
-*intrinsics*: a few lines that emit the LLVM instructions directly. Under ``NUMBA_DISABLE_JIT=1`` (how
-``make test`` first runs the kernel tests, so every line of them runs as Python) they are plain functions
-that compute the same values.
+Numba has no prefetch instruction, no way to build ``2^n`` from its bits and no atomic operations on the CPU, so
+this module writes them as *intrinsics*: a few lines that emit the LLVM instructions directly. Under
+``NUMBA_DISABLE_JIT=1`` (how ``make test`` first runs the kernel tests, so every line of them runs as Python)
+they are plain functions that compute the same values, on one thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import time
 import traceback
 
@@ -69,6 +70,19 @@ if numba.config.DISABLE_JIT:
         """Plain Python (``NUMBA_DISABLE_JIT=1``): ``2^n``, and 0 below the normal range, as compiled."""
         return 0.0 if n < -1022 else 2.0**n
 
+    def atomic_add(array, index, value):
+        """Plain Python (``NUMBA_DISABLE_JIT=1``, one thread): ``array[index] += value``; returns the old value."""
+        old = array[index]
+        array[index] += value
+        return old
+
+    def atomic_load(array, index):
+        """Plain Python (``NUMBA_DISABLE_JIT=1``): ``array[index]``."""
+        return array[index]
+
+    def spin_hint():
+        """Plain Python (``NUMBA_DISABLE_JIT=1``): nothing to wait for on one thread."""
+
 else:
 
     @intrinsic
@@ -107,6 +121,63 @@ else:
             return builder.select(builder.icmp_signed("<", exponent, i64(-1022)), ir.DoubleType()(0.0), value)
 
         return numba.types.float64(n), codegen
+
+    def _item_pointer(context, builder, signature, args):
+        """The address of ``array[index]`` for an intrinsic called as ``(array, index, ...)``."""
+        array_type = signature.args[0]
+        struct = context.make_array(array_type)(context, builder, args[0])
+        return cgutils.get_item_pointer(context, builder, array_type, struct, [args[1]], wraparound=False)
+
+    @intrinsic
+    def atomic_add(typingctx, array, index, value):
+        """``array[index] += value`` as one indivisible step (LLVM's ``atomicrmw add``, sequentially consistent):
+        no other thread's update of that element is lost, and what this thread wrote before it is visible to a
+        thread that reads the new value with :func:`atomic_load`. Returns the value before the addition. For
+        integer arrays."""
+        if not isinstance(array, numba.types.Array) or not isinstance(array.dtype, numba.types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            increment = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
+            return builder.atomic_rmw("add", _item_pointer(context, builder, signature, args), increment, "seq_cst")
+
+        return array.dtype(array, index, value), codegen
+
+    @intrinsic
+    def atomic_load(typingctx, array, index):
+        """``array[index]``, read with acquire ordering: everything that the thread whose :func:`atomic_add`
+        wrote this value had written before it is visible after this read. For integer arrays."""
+        if not isinstance(array, numba.types.Array) or not isinstance(array.dtype, numba.types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            width = signature.args[0].dtype.bitwidth // 8
+            return builder.load_atomic(_item_pointer(context, builder, signature, args), "acquire", width)
+
+        return array.dtype(array, index), codegen
+
+    #: The CPU's "I am spinning" hint, as an LLVM intrinsic: ``pause`` on x86-64 (the spinning thread yields
+    #: the core's resources to its SMT sibling and leaves the loop without a memory-order stall), ``yield``
+    #: on ARM64; none elsewhere. Numba's code generator cannot emit inline assembly, only intrinsics.
+    _SPIN_HINT = {"x86_64": ("llvm.x86.sse2.pause", ()), "amd64": ("llvm.x86.sse2.pause", ()),
+                  "aarch64": ("llvm.aarch64.hint", (1,)), "arm64": ("llvm.aarch64.hint", (1,))}.get(
+        platform.machine().lower())  # fmt: skip
+
+    @intrinsic
+    def spin_hint(typingctx):
+        """Tell the CPU that this thread is waiting in a loop for another one (see :data:`_SPIN_HINT`)."""
+
+        def codegen(context, builder, signature, args):
+            if _SPIN_HINT is not None:
+                name, hint = _SPIN_HINT
+                i32 = ir.IntType(32)
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [i32] * len(hint)), name
+                )
+                builder.call(fn, [i32(h) for h in hint])
+            return context.get_dummy_value()
+
+        return numba.types.void(), codegen
 
 
 def compile_report(kernels, run) -> tuple[float, bool]:
