@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -24,7 +26,7 @@ from .backends import array_backend, require_cuda
 from .config import SCRATCH_BACKENDS, TrainConfig
 from .data import batch_slices, train_val_split
 from .data.sparse import MAX_COLUMNS
-from .errors import TrainingDiverged
+from .errors import ConfigError, TrainingDiverged
 from .functional import log_softmax, softmax
 from .kernels.llvm import LANES
 from .model import initial_params
@@ -55,8 +57,11 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression trained by mini-batch SGD (PyTorch's rule), early stopping included.
 
     The parameters are the training command's options (:class:`~lr_from_scratch.config.TrainConfig`), with
-    the same defaults. On small data the batch is at most the training part, and a validation part that would
-    be empty is skipped (so is early stopping).
+    the same defaults, but for ``seed``, which takes scikit-learn's name and meaning: ``random_state`` (an
+    integer is the command's ``--seed``; None or a ``numpy.random.RandomState`` draws one at each fit, so that
+    ``BaggingClassifier`` and the like can give each of their copies its own initial weights and batch order).
+    On small data the batch is at most the training part, and a validation part that would be empty is skipped
+    (so is early stopping).
 
     Attributes
     ----------
@@ -69,12 +74,12 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, epochs=20, batch_size=64, lr=0.01, momentum=0.9, dampening=0.0, nesterov=False,
-                 weight_decay=0.0, lr_step=10, lr_gamma=0.1, patience=10, val_split=0.1, init="torch", seed=0,
-                 dtype="float32", backend="numba"):  # fmt: skip
+                 weight_decay=0.0, lr_step=10, lr_gamma=0.1, patience=10, val_split=0.1, init="torch",
+                 random_state=0, dtype="float32", backend="numba"):  # fmt: skip
         self.epochs, self.batch_size, self.lr, self.momentum = epochs, batch_size, lr, momentum
         self.dampening, self.nesterov, self.weight_decay = dampening, nesterov, weight_decay
         self.lr_step, self.lr_gamma = lr_step, lr_gamma
-        self.patience, self.val_split, self.init, self.seed = patience, val_split, init, seed
+        self.patience, self.val_split, self.init, self.random_state = patience, val_split, init, random_state
         self.dtype, self.backend = dtype, backend
 
     def __sklearn_tags__(self):
@@ -181,6 +186,7 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         params = self.get_params()
         if isinstance(self.dtype, np.dtype | type):  # np.float32 as well as "float32"
             params["dtype"] = np.dtype(self.dtype).name
+        params["seed"] = _seed(params.pop("random_state"))
         config = TrainConfig(**params, normalize=False)  # no dataset: X and y are the data
         config.validate(flags=False, backends=SCRATCH_BACKENDS)
         if config.backend == "cuda":
@@ -204,6 +210,17 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=self.weight_.dtype, reset=False)
         return np.asarray(X @ self.weight_.T) + self.bias_
+
+
+def _seed(random_state) -> int:
+    """The training seed for ``random_state``: an integer as it is; None or a ``RandomState`` draws one (None
+    from NumPy's global generator, as scikit-learn does)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool | np.bool_):
+        if random_state >= 0:
+            return int(random_state)
+    elif random_state is None or isinstance(random_state, np.random.RandomState):
+        return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    raise ConfigError(f"random_state must be an integer >= 0, None or a numpy.random.RandomState, got {random_state!r}")
 
 
 def _check_classes(classes: np.ndarray, config: TrainConfig, given: str = "y") -> None:

@@ -110,8 +110,40 @@ def test_params_protocol_and_clone():
 def test_the_parameters_are_the_training_options_with_their_defaults():
     signature = inspect.signature(SoftmaxRegressionClassifier).parameters
     not_here = ("normalize", "limit", "dataset")  # the command's: the estimator takes X and y as they are
-    options = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in not_here}
+    sklearn_names = {"seed": "random_state"}
+    options = {sklearn_names.get(f.name, f.name): f.default for f in dataclasses.fields(TrainConfig)
+               if f.name not in not_here}  # fmt: skip
     assert {name: p.default for name, p in signature.items()} == options
+
+
+def test_random_state_is_the_seed_and_lets_bagging_vary_its_copies(small):
+    """An integer is the command's seed (same weights); None draws one per fit; BaggingClassifier gives each
+    copy its own random_state, so even on the same samples (no bootstrap) the copies differ, and together they
+    beat one of them."""
+    from sklearn.ensemble import BaggingClassifier
+
+    x, y, x_test, y_test = small
+    x, y = x[:600], y[:600]
+    fits = [SoftmaxRegressionClassifier(epochs=1, random_state=state).fit(x, y).weight_ for state in (0, 0, 1)]
+    np.testing.assert_array_equal(fits[0], fits[1])
+    assert not np.array_equal(fits[0], fits[2])
+    drawn = [SoftmaxRegressionClassifier(epochs=1, random_state=None).fit(x, y).weight_ for _ in range(2)]
+    assert not np.array_equal(drawn[0], drawn[1])
+    rng = np.random.RandomState(5)
+    assert not np.array_equal(*(SoftmaxRegressionClassifier(epochs=1, random_state=rng).fit(x, y).weight_
+                                for _ in range(2)))  # fmt: skip
+    bag = BaggingClassifier(SoftmaxRegressionClassifier(epochs=1), n_estimators=3, bootstrap=False, random_state=0)
+    bag.fit(x, y)
+    states = [member.random_state for member in bag.estimators_]
+    assert len(set(states)) == 3
+    weights = [member.weight_ for member in bag.estimators_]
+    assert not np.array_equal(weights[0], weights[1]) and not np.array_equal(weights[1], weights[2])
+    one = SoftmaxRegressionClassifier(epochs=1).fit(x, y)  # what a bag of identical copies would score
+    assert bag.score(x_test, y_test) > one.score(x_test, y_test)
+    for bad in (-1, 0.5, "0", True):
+        with pytest.raises(ConfigError, match=f"^random_state must be an integer >= 0, None or a numpy.random."
+                           f"RandomState, got {bad!r}$"):  # fmt: skip
+            SoftmaxRegressionClassifier(random_state=bad).fit(x, y)
 
 
 def test_bad_inputs_are_clear_and_name_the_parameters(small):
