@@ -276,6 +276,23 @@ def test_sparse_rows_keep_every_pixel(real):
     np.testing.assert_array_equal(dense, images)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64", "int64"])
+def test_sparse_rows_of_any_values_are_numpys_non_zeros_in_order(dtype):
+    """The compiled conversion keeps exactly NumPy's non-zeros, row by row in column order: negative values,
+    NaN and the largest values too; -0.0 is a zero; a row of zeros is an empty row."""
+    rng = np.random.default_rng(3)
+    x = ((rng.random((37, 50)) < 0.3) * rng.normal(0, 100, (37, 50))).astype(dtype)
+    x[4] = 0
+    if dtype.startswith("float"):
+        x[5, :3] = [np.nan, -0.0, np.finfo(dtype).max]
+    rows = SparseRows.from_dense(x)
+    mask = x != 0
+    np.testing.assert_array_equal(np.diff(rows.indptr), mask.sum(axis=1))
+    np.testing.assert_array_equal(rows.indices, np.nonzero(mask)[1])
+    np.testing.assert_array_equal(rows.values, x[mask])  # NaN == NaN here
+    assert rows.values.dtype == x.dtype and rows.indptr[4] == rows.indptr[5]
+
+
 def test_signed_row_offsets_train_like_unsigned_ones(synthetic):
     images, labels = synthetic
     rows = SparseRows.from_dense(images)
