@@ -83,6 +83,9 @@ if numba.config.DISABLE_JIT:
     def spin_hint():
         """Plain Python (``NUMBA_DISABLE_JIT=1``): nothing to wait for on one thread."""
 
+    def yield_cpu():
+        """Plain Python (``NUMBA_DISABLE_JIT=1``): nothing to wait for on one thread."""
+
 else:
 
     @intrinsic
@@ -175,6 +178,23 @@ else:
                     builder.module, ir.FunctionType(ir.VoidType(), [i32] * len(hint)), name
                 )
                 builder.call(fn, [i32(h) for h in hint])
+            return context.get_dummy_value()
+
+        return numba.types.void(), codegen
+
+    #: The C library's "let another thread run on this core now", where there is one by that name (the POSIX
+    #: systems); elsewhere :func:`yield_cpu` does nothing.
+    _YIELD = "sched_yield" if platform.system() in ("Linux", "Darwin") else None
+
+    @intrinsic
+    def yield_cpu(typingctx):
+        """Give this core to another runnable thread (:data:`_YIELD`), for a wait that has lasted: with more
+        threads than cores, the thread being waited for may be one of them."""
+
+        def codegen(context, builder, signature, args):
+            if _YIELD is not None:
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), _YIELD)
+                builder.call(fn, [])
             return context.get_dummy_value()
 
         return numba.types.void(), codegen

@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from numba import njit
 
-from .llvm import atomic_add, atomic_load, spin_hint
+from .llvm import atomic_add, atomic_load, spin_hint, yield_cpu
+
+#: Spins (each a CPU "pause", tens of nanoseconds) before a waiting worker starts giving its core away at every
+#: turn: long enough for the other threads to finish a phase, short enough that with more threads than cores
+#: (two processes training at once, or pytest-xdist) the thread being waited for soon gets the core.
+SPINS_BEFORE_YIELDING = 2000
 
 
 @njit(inline="always")
@@ -41,7 +46,13 @@ def finish(done):
 
 @njit(inline="always")
 def wait_for(done, count):
-    """Spin until ``count`` tasks have finished (the tasks are numbered from 0, so: until tasks ``0 .. count-1``
-    have, since no later one can finish first). Returns at once on the thread that ran them all."""
+    """Wait until ``count`` tasks have finished (the tasks are numbered from 0, so: until tasks ``0 .. count-1``
+    have, since no later one can finish first): spin, then yield the core. Returns at once on the thread that
+    ran them all."""
+    spins = 0
     while atomic_load(done, 0) < count:
-        spin_hint()
+        if spins < SPINS_BEFORE_YIELDING:
+            spin_hint()
+            spins += 1
+        else:
+            yield_cpu()
