@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ from lr_from_scratch.data import prepare
 from lr_from_scratch.optim import momentum_buffer_key
 from lr_from_scratch.trainer import fit
 
-from .conftest import run_module, run_python
+from .conftest import REPO, run_module, run_python
 
 
 def train(mnist, **options):
@@ -77,3 +81,36 @@ def test_warm_up_compiles_once_then_loads_from_the_cache(tmp_path, module):
     outputs = [run_python(code, env).stdout.split() for _ in range(2)]
     assert outputs == [["True", "True"], ["False", "True"]]
     assert any(tmp_path.rglob("*.nbi")), "Numba wrote no cache index"
+
+
+def test_an_edit_to_any_kernel_source_compiles_the_kernels_again(tmp_path):
+    """Numba keys cached machine code to the kernel's own file, so an edit to a helper it inlines from another
+    file (lanes.py, say) once left the kernels loaded from the cache, the edit without effect. On a copy of the
+    package: compiled, then loaded; compiled again after an edit to kernels/lanes.py; loaded after an edit
+    to a file no kernel is built from."""
+    package = tmp_path / "lr_from_scratch"
+    shutil.copytree(REPO / "lr_from_scratch", package, ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        "import numpy as np, lr_from_scratch; from lr_from_scratch.data import sparse; "
+        "sparse.SparseRows.from_dense(np.eye(3, dtype=np.uint8)); "
+        "print(lr_from_scratch.__file__, sum(sum(k.stats.cache_misses.values()) "
+        "for k in (sparse._count_nonzeros, sparse._copy_nonzeros)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_DISABLE_JIT", "PYTHONPATH")}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_NUM_THREADS="1")
+
+    def compiled() -> int:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        where, misses = done.stdout.split()
+        assert Path(where).is_relative_to(package)  # the copy, not the checkout
+        return int(misses)
+
+    assert [compiled(), compiled()] == [2, 0]
+    with open(package / "kernels" / "lanes.py", "a") as lanes:
+        lanes.write("# an edit\n")
+    assert [compiled(), compiled()] == [2, 0]
+    with open(package / "plots.py", "a") as plots:
+        plots.write("# an edit\n")
+    assert compiled() == 0

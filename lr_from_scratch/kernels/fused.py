@@ -114,63 +114,70 @@ def _shared(Wt, n_blocks, n_steps):
             np.zeros(2 * n_steps * n_blocks, dtype=np.int64), np.zeros(16, dtype=np.int64)[8:])  # fmt: skip
 
 
+@njit(cache=CACHE, fastmath=FASTMATH)
+def _work(worker, threaded, n_blocks, indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, a, c,
+          lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes, first_step, dW_blocks, db_blocks,
+          col_sum_blocks, loss_blocks, correct_blocks, claims, done):  # fmt: skip
+    """Worker ``worker``'s way through every step of a training call (:func:`_compile_train`): claim, run, wait
+    (:mod:`.tasks`). ``threaded``: a constant, for which the function is compiled twice; False, one block, whose
+    gradient rows the step clears as it reads them.
+
+    A function of its own, called from the loop over the workers: compiled inside the ``prange`` body, it took
+    the threaded kernel's compilation from 17 s to 30 s. It is a global, not a variable of the kernels'
+    closure: Numba keys a cached function to its closure's pickled contents, and a pickled kernel is new in
+    every process, so the kernels would compile again in each.
+    """
+    numba.literally(threaded)
+    if not threaded:  # constants LLVM can fold
+        n_blocks = 1
+    clear_in_step = not threaded
+    n_steps, n_rows = len(starts) - 1, len(Wt)
+    z = np.empty(LANES, dtype=Wt.dtype)
+    const = np.empty(LANES, dtype=Wt.dtype)
+    db = np.empty(LANES, dtype=Wt.dtype)
+    inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
+    for s in range(n_steps):
+        lo, hi = starts[s], starts[s + 1]
+        inv_batch[0] = 1.0 / (hi - lo)
+        task = 2 * s * n_blocks
+        wait_for(done, task)  # the previous step has finished: its weights and column sums are final
+        if s == 0:
+            bias_term(Wt, b, c, const)
+        else:
+            bias_term_from_sums(col_sum_blocks, b, c, const)
+        for i in range(n_blocks):
+            t = (worker + i) % n_blocks
+            if claim(claims, task + t):
+                if not clear_in_step:
+                    dW_blocks[t] = 0.0
+                db_blocks[t] = 0.0
+                block_lo, block_hi = lo + (hi - lo) * t // n_blocks, lo + (hi - lo) * (t + 1) // n_blocks
+                loss, correct = _accumulate(
+                    indptr, indices, values, order, block_lo, block_hi, Wt, const, a, inv_batch[0], n_classes,
+                    labels, z, dW_blocks[t], db_blocks[t],
+                )  # fmt: skip
+                loss_blocks[t] += loss
+                correct_blocks[t] += correct
+                finish(done)
+        task += n_blocks
+        wait_for(done, task)  # every block's gradient is in
+        sum_blocks(db_blocks, db)
+        factors = sgd_factors(first_step and s == 0, lr, momentum, one_minus_dampening, nesterov)
+        for i in range(n_blocks):
+            t = (worker + i) % n_blocks
+            if claim(claims, task + t):
+                rows_lo, rows_hi = n_rows * t // n_blocks, n_rows * (t + 1) // n_blocks
+                step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, rows_lo, rows_hi, clear_in_step,
+                          col_sum_blocks[t])  # fmt: skip
+                if t == 0:
+                    step_bias(b, bufb, db, factors, lr, weight_decay)
+                finish(done)
+
+
 def _compile_train(parallel: bool):
     """The training kernel, written once and compiled twice: with ``prange`` (``parallel``) the workers run on
-    threads, one each; with ``range`` one worker runs every step on one thread, with one block.
-
-    A worker's loop is a function of its own, called from the loop over the workers: compiled inside the
-    ``prange`` body, it took the threaded kernel's compilation from 17 s to 30 s; as a function, 13 s.
-    """
+    threads, one each; with ``range`` one worker runs every step on one thread, with one block."""
     workers = prange if parallel else range
-    clear_in_step = not parallel  # one block: cleared as the step reads it
-
-    def work(worker, n_blocks, indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, a, c, lr,
-             momentum, one_minus_dampening, weight_decay, nesterov, n_classes, first_step, dW_blocks, db_blocks,
-             col_sum_blocks, loss_blocks, correct_blocks, claims, done):  # fmt: skip
-        """Worker ``worker``'s way through every step: claim, run, wait (:mod:`.tasks`)."""
-        if not parallel:  # a constant LLVM can fold
-            n_blocks = 1
-        n_steps, n_rows = len(starts) - 1, len(Wt)
-        z = np.empty(LANES, dtype=Wt.dtype)
-        const = np.empty(LANES, dtype=Wt.dtype)
-        db = np.empty(LANES, dtype=Wt.dtype)
-        inv_batch = np.empty(1, dtype=Wt.dtype)  # 1 / B in the weights' dtype
-        for s in range(n_steps):
-            lo, hi = starts[s], starts[s + 1]
-            inv_batch[0] = 1.0 / (hi - lo)
-            task = 2 * s * n_blocks
-            wait_for(done, task)  # the previous step has finished: its weights and column sums are final
-            if s == 0:
-                bias_term(Wt, b, c, const)
-            else:
-                bias_term_from_sums(col_sum_blocks, b, c, const)
-            for i in range(n_blocks):
-                t = (worker + i) % n_blocks
-                if claim(claims, task + t):
-                    if not clear_in_step:
-                        dW_blocks[t] = 0.0
-                    db_blocks[t] = 0.0
-                    block_lo, block_hi = lo + (hi - lo) * t // n_blocks, lo + (hi - lo) * (t + 1) // n_blocks
-                    loss, correct = _accumulate(
-                        indptr, indices, values, order, block_lo, block_hi, Wt, const, a, inv_batch[0], n_classes,
-                        labels, z, dW_blocks[t], db_blocks[t],
-                    )  # fmt: skip
-                    loss_blocks[t] += loss
-                    correct_blocks[t] += correct
-                    finish(done)
-            task += n_blocks
-            wait_for(done, task)  # every block's gradient is in
-            sum_blocks(db_blocks, db)
-            factors = sgd_factors(first_step and s == 0, lr, momentum, one_minus_dampening, nesterov)
-            for i in range(n_blocks):
-                t = (worker + i) % n_blocks
-                if claim(claims, task + t):
-                    rows_lo, rows_hi = n_rows * t // n_blocks, n_rows * (t + 1) // n_blocks
-                    step_rows(Wt, bufW, dW_blocks, c, db, factors, lr, weight_decay, rows_lo, rows_hi, clear_in_step,
-                              col_sum_blocks[t])  # fmt: skip
-                    if t == 0:
-                        step_bias(b, bufb, db, factors, lr, weight_decay)
-                    finish(done)
 
     def train(indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, first,
               a, c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes, n_blocks):  # fmt: skip
@@ -192,19 +199,17 @@ def _compile_train(parallel: bool):
         dW_blocks, db_blocks, col_sum_blocks, loss_blocks, correct_blocks, claims, done = _shared(Wt, n_blocks, n_steps)
         first_step = first[0]  # the momentum buffers are still empty
         for worker in workers(n_blocks):
-            # an int64 index: the threaded loop's own, unsigned, would compile `work` a second time
-            work(np.int64(worker), n_blocks, indptr, indices, values, labels, order, starts, Wt, b, bufW, bufb, a,
-                 c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes, first_step, dW_blocks,
-                 db_blocks, col_sum_blocks, loss_blocks, correct_blocks, claims, done)  # fmt: skip
+            # an int64 index: the threaded loop's own, unsigned, would compile `_work` a second time
+            _work(np.int64(worker), parallel, n_blocks, indptr, indices, values, labels, order, starts, Wt, b,
+                  bufW, bufb, a, c, lr, momentum, one_minus_dampening, weight_decay, nesterov, n_classes,
+                  first_step, dW_blocks, db_blocks, col_sum_blocks, loss_blocks, correct_blocks, claims,
+                  done)  # fmt: skip
         if n_steps > 0:
             first[0] = False
         return in_order_sum(loss_blocks), in_order_sum(correct_blocks)
 
     # Numba names its on-disk cache after the function: one name per compilation
-    suffix = "parallel" if parallel else "serial"
-    work.__name__ = work.__qualname__ = f"_work_{suffix}"
-    train.__name__ = train.__qualname__ = f"_train_{suffix}"
-    work = njit(cache=CACHE, fastmath=FASTMATH)(work)
+    train.__name__ = train.__qualname__ = "_train_parallel" if parallel else "_train_serial"
     return njit(cache=CACHE, parallel=parallel, fastmath=FASTMATH)(train)
 
 

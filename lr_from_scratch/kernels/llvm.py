@@ -9,14 +9,16 @@ they are plain functions that compute the same values, on one thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import time
 import traceback
+from pathlib import Path
 
 import numba
 from llvmlite import ir
-from numba.core import cgutils
+from numba.core import caching, cgutils
 from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
@@ -27,6 +29,54 @@ from ..errors import UserError
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 #: Classes are padded to this many lanes (one AVX-512 register of float32).
 LANES = 16
+
+
+#: The package's root: the kernels' source files are found from it.
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def kernel_sources() -> list[Path]:
+    """Every source file a compiled kernel can be built from: this folder (the ``inline="always"`` helpers
+    are compiled into the kernels that call them) and the data module whose conversion is compiled."""
+    return sorted([*(_PACKAGE / "kernels").glob("*.py"), _PACKAGE / "data" / "sparse.py"])
+
+
+def sources_digest() -> bytes:
+    """SHA-256 over the names and contents of :func:`kernel_sources`."""
+    digest = hashlib.sha256()
+    for path in kernel_sources():
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.digest()
+
+
+class _StampedByEverySource:
+    """A Numba cache locator for our kernels whose source stamp is :func:`sources_digest`.
+
+    Numba keys a function's cached machine code to its own file's contents only. An edit to a helper in
+    another file (``lanes.py``, ``tasks.py``) would leave every kernel that inlines it stale: loaded from the
+    cache, as if the edit had not been made. With this stamp, any edit to a kernel source compiles them all
+    again. Other packages' functions go to Numba's own locators."""
+
+    def get_source_stamp(self):
+        return sources_digest()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve() not in kernel_sources():
+            return None
+        return super().from_function(py_func, py_file)
+
+
+def _numba_name(name: str):
+    """``numba.core.caching``'s ``name``, public since Numba 0.62 or so, with a leading underscore before."""
+    return getattr(caching, name, None) or getattr(caching, "_" + name)
+
+
+# Before any of the kernels is decorated: Numba picks the locator of a function as the decorator runs.
+_numba_name("CacheImpl")._locator_classes[:0] = [
+    type(f"StampedByEverySource{base.__name__.lstrip('_')}", (_StampedByEverySource, base), {})
+    for base in map(_numba_name, ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"))
+]
 
 
 def _can_cache() -> bool:
