@@ -68,15 +68,19 @@ class _StampedByEverySource:
 
 
 def _numba_name(name: str):
-    """``numba.core.caching``'s ``name``, public since Numba 0.62 or so, with a leading underscore before."""
-    return getattr(caching, name, None) or getattr(caching, "_" + name)
+    """``numba.core.caching``'s ``name``: public in recent Numba, with a leading underscore in older ones."""
+    return getattr(caching, name, None) or getattr(caching, "_" + name, None)
 
 
-# Before any of the kernels is decorated: Numba picks the locator of a function as the decorator runs.
-_numba_name("CacheImpl")._locator_classes[:0] = [
-    type(f"StampedByEverySource{base.__name__.lstrip('_')}", (_StampedByEverySource, base), {})
-    for base in map(_numba_name, ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"))
-]
+# Before any of the kernels is decorated: Numba picks the locator of a function as the decorator runs. A Numba
+# whose caching module has other names keeps its own locators (each kernel stamped by its own file only).
+_LOCATORS = [_numba_name(n) for n in ("CacheImpl", "UserProvidedCacheLocator", "InTreeCacheLocator",
+                                      "UserWideCacheLocator")]  # fmt: skip
+if all(_LOCATORS):
+    _LOCATORS[0]._locator_classes[:0] = [
+        type(f"StampedByEverySource{base.__name__.lstrip('_')}", (_StampedByEverySource, base), {})
+        for base in _LOCATORS[1:]
+    ]
 
 
 def _can_cache() -> bool:
