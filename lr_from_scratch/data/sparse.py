@@ -37,8 +37,8 @@ class SparseRows:
         """CSR of a dense (n, D) array (or (n, 28, 28)); zeros are dropped, the other values kept as they are.
 
         Two compiled passes over ``x``, one to count each row's non-zeros, one to copy them, and no temporary
-        the size of ``x``: NumPy's ``np.nonzero`` route took ten times longer on MNIST's training images, and
-        made eight bytes of row number and eight of column number for every non-zero.
+        the size of ``x``: NumPy's ``np.nonzero`` route was several times slower (``docs/fast.md`` has the
+        figures) and made eight bytes of row number and eight of column number for every non-zero.
         """
         x = np.ascontiguousarray(x.reshape(len(x), -1))
         _check_width(x.shape[1])
