@@ -83,6 +83,19 @@ def test_warm_up_compiles_once_then_loads_from_the_cache(tmp_path, module):
     assert any(tmp_path.rglob("*.nbi")), "Numba wrote no cache index"
 
 
+def test_a_numba_without_the_caching_names_we_extend_still_imports_the_kernels():
+    """The whole-source stamp needs names from numba.core.caching; where they are missing (another Numba),
+    the kernels keep Numba's own locators instead of failing to import."""
+    code = (
+        "import numba.core.caching as c\n"
+        "for name in ('CacheImpl', '_CacheImpl'):\n    c.__dict__.pop(name, None)\n"
+        "import lr_from_scratch.kernels.fused as f\n"
+        "print(type(f._train_serial._cache._impl.locator).__name__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    assert not run_python(code, env).stdout.startswith("StampedByEverySource")
+
+
 def test_an_edit_to_any_kernel_source_compiles_the_kernels_again(tmp_path):
     """Numba keys cached machine code to the kernel's own file, so an edit to a helper it inlines from another
     file (lanes.py, say) once left the kernels loaded from the cache, the edit without effect. On a copy of the

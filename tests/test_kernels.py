@@ -7,6 +7,8 @@ up to 8 steps: the buffers reach a few units at batch 1, where one float32 step 
 
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 import pytest
@@ -69,6 +71,17 @@ OPTIONS = {
     "nesterov": dict(momentum=0.9, nesterov=True),
     "dampening+decay": dict(momentum=0.5, dampening=0.5, weight_decay=1e-3),
 }
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Numba held to ``n`` threads while the body runs."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 def assert_close(name, mine, reference, atol):
@@ -154,13 +167,8 @@ def test_more_workers_than_threads_finish_with_the_same_weights(real, dtype):
     runs = {}
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         layer = folded(weight, bias, True, dtype, momentum=0.9, nesterov=True)
-        saved = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            with fused.slp_vectoriser():
-                runs[threads] = fused._train_parallel(*layer.train_args(rows, labels, order, starts, 0.1), 4)
-        finally:
-            numba.set_num_threads(saved)
+        with numba_threads(threads), fused.slp_vectoriser():
+            runs[threads] = fused._train_parallel(*layer.train_args(rows, labels, order, starts, 0.1), 4)
         runs[threads] += (layer.params()[0],)
     serial = folded(weight, bias, True, dtype, momentum=0.9, nesterov=True)
     with fused.slp_vectoriser():
@@ -201,12 +209,8 @@ def test_evaluate_matches_numpy(real, dtype):
     assert loss == pytest.approx(ref_loss, rel=1e-12 if dtype == "float64" else 1e-5)
     assert accuracy == ref_accuracy
     np.testing.assert_array_equal(predictions, SoftmaxRegression(weight, bias).predict(x))
-    saved = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
+    with numba_threads(1):
         one_thread = layer.evaluate(SparseRows.from_dense(images), labels)[0]
-    finally:
-        numba.set_num_threads(saved)
     assert one_thread == loss  # summed in row order, whatever the number of threads
 
 
