@@ -122,7 +122,9 @@ def plot_image_grid(
     images: np.ndarray, titles: list[str], path: Path, title: str, cmap: str = "gray", cols: int = 8
 ) -> None:
     """Images (n, h, w) in a grid of up to ``cols`` columns, each with its caption; a diverging ``cmap``
-    is centred on 0."""
+    is centred on 0. Drawn in float64: float32 weights near its largest value (about 3e38) would overflow in
+    matplotlib's own scaling to the colour range."""
+    images = np.asarray(images, dtype=np.float64)
     if len(images) == 0:
         fig = figure(figsize=(4, 1.5))
         fig.text(0.5, 0.5, f"{title}: none", ha="center", va="center")

@@ -171,3 +171,18 @@ def test_a_model_that_is_never_wrong_is_evaluated_too(tmp_path):
     write_figures(results, curves, weight, images, tmp_path)
     assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in FIGURES.values())
     assert "n/a when wrong" in report(results, "perfect", "tiny")
+
+
+def test_weights_near_the_float32_limit_are_drawn_without_an_overflow_warning(tmp_path):
+    """Weights of +-3e38 (a run trained to the edge of float32): the weight figure scales them in float64, where
+    matplotlib's own ``value - vmin`` in float32 overflowed and printed a RuntimeWarning to the user."""
+    import warnings
+
+    from lr_from_scratch.plots import plot_image_grid
+
+    weight = np.full((2, 2, 3), 3e38, np.float32)
+    weight[:, :, ::2] *= -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_image_grid(weight, ["class 0", "class 1"], tmp_path / "weights.png", "weights", cmap="RdBu_r")
+    assert (tmp_path / "weights.png").read_bytes()[:4] == b"\x89PNG"
