@@ -573,3 +573,12 @@ def test_a_tuning_sweep_stopped_keeps_what_it_timed(mnist, monkeypatch):
     assert len(epochs) == 3
     assert rows[0]["samples_per_second"] > 0 and "samples_per_second" not in rows[1] and "error" not in rows[1]
     assert "| THREADS 16 | - |" in cuda_tune.markdown(rows, [3])
+
+
+def test_training_says_the_cuda_kernels_compiled_or_that_the_simulator_needs_none(mnist, capsys):
+    from lr_from_scratch.train import build_backend
+
+    config_ = TrainConfig(limit=64, val_split=0, backend="cuda")
+    build_backend(config_, prepare(mnist, config_), None)
+    expected = "nothing to compile" if config.ENABLE_CUDASIM else "CUDA kernels compiled in"
+    assert expected in capsys.readouterr().out

@@ -324,3 +324,25 @@ def test_the_cuda_backend_without_a_gpu_is_one_line_exit_2(tmp_path, capsys):
     code = main([*QUICK, "--backend", "cuda", "--out", str(tmp_path / "r")])
     assert_one_line_error((code, capsys.readouterr().err), 2, "--backend cuda: Numba sees no CUDA GPU here")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("backend", "simulated", "compiled", "cache", "expected"),
+    [
+        ("numba", False, True, True, "numba kernels compiled (cached for later runs) in 2.5 s"),
+        ("numba", False, False, True, "numba kernels loaded from the cache in 2.5 s"),
+        ("numba", False, True, False, "numba kernels compiled (no writable cache folder: set NUMBA_CACHE_DIR"),
+        # Numba keeps no CUDA kernel on disk; in its simulator there is nothing to compile, or to load
+        ("cuda", False, True, True, "CUDA kernels compiled in 2.5 s (Numba keeps no CUDA kernel between runs)"),
+        ("cuda", True, False, True, "CUDA kernels in Numba's simulator (NUMBA_ENABLE_CUDASIM=1): nothing to compile"),
+    ],
+)
+def test_the_compile_line_says_what_became_of_the_kernels(monkeypatch, backend, simulated, compiled, cache, expected):
+    from numba import config as numba_config
+
+    from lr_from_scratch.kernels import llvm
+    from lr_from_scratch.train import compile_line
+
+    monkeypatch.setattr(numba_config, "ENABLE_CUDASIM", simulated)
+    monkeypatch.setattr(llvm, "CACHE", cache)
+    assert compile_line(backend, compiled, 2.5).startswith(expected)
