@@ -58,6 +58,9 @@ class Recipe:
     backends: tuple[str, ...]  #: --backend choices; with one, there is no --backend flag
     make_backend: Callable[[TrainConfig, Splits, argparse.Namespace], object]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    #: the flags of add_arguments (their names in the namespace) that shape the run: recorded in config.json, and
+    #: restored by --resume, which refuses them given again, as it does the shared options
+    saved_options: tuple[str, ...] = ()
     #: called before the data is loaded (checks the command's own flags); returns extra figures for metrics.json
     set_up: Callable[[TrainConfig, argparse.Namespace], dict] = lambda config, args: {}
     describe: Callable[[TrainConfig, argparse.Namespace], str] = lambda config, args: f"{config.backend} backend"
@@ -89,6 +92,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, backends: tuple[str, .
 
 def build_parser(recipe: Recipe, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=recipe.prog, description=description)
+    parser.saved_defaults = {}  # the defaults of recipe.saved_options
     add_config_arguments(parser, recipe.backends)
     parser.add_argument(
         "--data-dir", type=path_arg,
@@ -100,6 +104,10 @@ def build_parser(recipe: Recipe, description: str) -> ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     recipe.add_arguments(parser)
+    for action in parser._actions:
+        if action.dest in recipe.saved_options:  # absent unless given, as the shared options: --resume must know
+            parser.saved_defaults[action.dest] = action.default
+            action.default = argparse.SUPPRESS
     return parser
 
 
@@ -111,15 +119,24 @@ def run_training(recipe: Recipe, description: str, argv: list[str] | None) -> in
     written waits for them; a write that fails saves the run elsewhere and says where; any other error (memory
     running out, a bug) leaves the folder ``failed``, its last checkpoint kept.
     """
-    args = build_parser(recipe, description).parse_args(argv)
+    parser = build_parser(recipe, description)
+    args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    given.update({name: getattr(args, name) for name in recipe.saved_options if hasattr(args, name)})
     if len(recipe.backends) == 1:
         given["backend"] = recipe.backends[0]
     if args.resume:
         folder, backend_state, state = _open_resume(recipe, args.resume, given, args.out)
+        try:
+            vars(args).update(_saved_options(parser, folder))
+        except BaseException:
+            folder.close()
+            raise
     else:
-        config = TrainConfig(**given).validate()
-        folder, backend_state, state = RunFolder.create(args.out, config, args.data_dir), None, TrainState()
+        config = TrainConfig(**{k: v for k, v in given.items() if k not in recipe.saved_options}).validate()
+        vars(args).update({name: value for name, value in parser.saved_defaults.items() if not hasattr(args, name)})
+        own = {name: getattr(args, name) for name in recipe.saved_options}
+        folder, backend_state, state = RunFolder.create(args.out, config, args.data_dir, own), None, TrainState()
     with folder:
         try:
             return _train(recipe, args, folder, backend_state, state)
@@ -257,6 +274,24 @@ def _check_checkpoint(backend, backend_state: dict, state: TrainState, config: T
             f"{folder.path / CHECKPOINT}: it stands at epoch {state.epoch + 1}, batch {state.batch}, beyond this "
             f"run's {config.epochs} epochs of {n_batches} batches; start a new run instead"
         )
+
+
+def _saved_options(parser: ArgumentParser, folder: RunFolder) -> dict:
+    """The command's own options of the run in ``folder``, as its ``config.json`` recorded them (the defaults for
+    any it does not name: a run from before they were recorded), each checked as its flag would be."""
+    actions = {action.dest: action for action in parser._actions}
+    unknown = sorted(set(folder.command_options) - set(parser.saved_defaults))
+    if unknown:
+        raise UserError(f"{folder.path / CONFIG}: unknown command option {unknown[0]!r}; expected some of "
+                        f"{', '.join(parser.saved_defaults)}: put back the one the run wrote")  # fmt: skip
+    options = {**parser.saved_defaults, **folder.command_options}
+    for name, value in options.items():
+        default, choices = parser.saved_defaults[name], actions[name].choices
+        if (choices and value not in choices) or (not choices and type(value) is not type(default)):
+            expected = f"one of {', '.join(map(str, choices))}" if choices else f"a {type(default).__name__}"
+            raise UserError(f"{folder.path / CONFIG}: its command option {name} is {value!r}, expected {expected}: "
+                            "put back the one the run wrote")  # fmt: skip
+    return options
 
 
 def _open_resume(recipe: Recipe, path: Path, given: dict, out: Path | None):

@@ -40,7 +40,15 @@ from .data import DATASETS
 from .errors import ConfigError, UserError
 from .files import parse_json, write_json
 from .plots import plot_history
-from .saved import DATA_DIR, append_history, load_checkpoint, save_checkpoint, save_model, write_history
+from .saved import (
+    COMMAND_OPTIONS,
+    DATA_DIR,
+    append_history,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+    write_history,
+)
 from .trainer import TrainState
 
 CONFIG, STATUS, HISTORY, METRICS, MODEL, CHECKPOINT, CURVES = (
@@ -59,9 +67,12 @@ class RunFolder:
     a folder this run created and never started is removed.
     """
 
-    def __init__(self, path: Path, config: TrainConfig, created: bool, data_dir: Path | None = None):
+    def __init__(self, path: Path, config: TrainConfig, created: bool, data_dir: Path | None = None,
+                 command_options: dict | None = None):  # fmt: skip
         self.path, self.config, self.created = path, config, created
         self.data_dir = data_dir  #: the --data-dir the run was given (absolute), recorded for --resume and evaluate
+        #: the command's own options that shape the run (torch_ref's --device, --loader, ...), for --resume
+        self.command_options = command_options or {}
         self.scaling: tuple[float, float] | None = None  #: (mean, std) of the inputs, once the data is loaded
         self.started = False  #: whether :meth:`start` or :meth:`resume` has written the run's status
         self._lock = _lock(path)
@@ -69,12 +80,13 @@ class RunFolder:
     # -- claiming a folder -----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path | None, config: TrainConfig, data_dir: Path | None = None) -> RunFolder:
+    def create(cls, path: Path | None, config: TrainConfig, data_dir: Path | None = None,
+               command_options: dict | None = None) -> RunFolder:  # fmt: skip
         """A folder for a new run: ``path``, or a new ``runs/<timestamp>`` (never one another run took); ``data_dir``
-        is the run's ``--data-dir``, if given."""
+        is the run's ``--data-dir``, if given; ``command_options`` the command's own options that shape it."""
         data_dir = data_dir and data_dir.absolute()  # a resume may start elsewhere
         if path is None:
-            return cls(_new_run_dir(), config, created=True, data_dir=data_dir)
+            return cls(_new_run_dir(), config, created=True, data_dir=data_dir, command_options=command_options)
         try:
             existed = path.exists()
         except OSError:  # a name too long, say: writable_folder says so
@@ -87,7 +99,7 @@ class RunFolder:
             listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
             raise ConfigError(f"--out {path} holds files of its own ({listed}): a run needs a new or empty "
                               "folder; choose another")  # fmt: skip
-        return cls(path, config, created=not existed, data_dir=data_dir)
+        return cls(path, config, created=not existed, data_dir=data_dir, command_options=command_options)
 
     @classmethod
     def open_to_resume(cls, path: Path) -> tuple[RunFolder, dict[str, np.ndarray], TrainState]:
@@ -106,11 +118,17 @@ class RunFolder:
             data_dir = options.pop(DATA_DIR, None)
             if not isinstance(data_dir, str | None):
                 raise ValueError(f"{DATA_DIR} must be a folder's path, got {data_dir!r}")
+            command_options = options.pop(COMMAND_OPTIONS, {})
+            if not isinstance(command_options, dict):
+                raise ValueError(
+                    f"{COMMAND_OPTIONS} must be an object of the command's options, got {command_options!r}"
+                )
             config = TrainConfig.from_dict(options).validate()
         except (ValueError, TypeError) as exc:
             raise UserError(f"{path / CONFIG}: not a valid run config ({exc}): put back the one the run wrote, or "
                             "start a new run in another folder") from None  # fmt: skip
-        folder = cls(writable_folder(path, "--resume"), config, created=False, data_dir=data_dir and Path(data_dir))
+        folder = cls(writable_folder(path, "--resume"), config, created=False, data_dir=data_dir and Path(data_dir),
+                     command_options=command_options)  # fmt: skip
         try:
             backend_state, state = load_checkpoint(path / CHECKPOINT, config.to_dict())
             try:
@@ -130,8 +148,10 @@ class RunFolder:
     # -- the run's life --------------------------------------------------------------------------------
 
     def options(self) -> dict:
-        """What ``config.json`` and ``model.npz`` record: the run's options, and its ``--data-dir`` if given."""
-        return {**self.config.to_dict(), **({DATA_DIR: str(self.data_dir)} if self.data_dir else {})}
+        """What ``config.json`` and ``model.npz`` record: the run's options, its ``--data-dir`` if given, and the
+        command's own options if it has any."""
+        return {**self.config.to_dict(), **({DATA_DIR: str(self.data_dir)} if self.data_dir else {}),
+                **({COMMAND_OPTIONS: self.command_options} if self.command_options else {})}  # fmt: skip
 
     def start(self) -> None:
         write_json(self.path / CONFIG, self.options())
@@ -199,7 +219,8 @@ class RunFolder:
         except OSError:
             return None
         try:
-            with RunFolder(target, self.config, created=True, data_dir=self.data_dir) as rescued:
+            with RunFolder(target, self.config, created=True, data_dir=self.data_dir,
+                           command_options=self.command_options) as rescued:  # fmt: skip
                 rescued.scaling = self.scaling
                 rescued.start()
                 write_history(target / HISTORY, state.history)

@@ -2,7 +2,8 @@
 
 ``model.npz`` is framework-neutral and read by both packages: ``weight`` (K, D), ``bias`` (K,), the scaling
 ``mean`` and ``std`` applied after ``/ 255`` (0 and 1 without normalisation), and ``config`` (a JSON string: the
-run's options as in its ``config.json``, with :data:`DATA_DIR` when the run was given one).
+run's options as in its ``config.json``, with :data:`DATA_DIR` when the run was given one, and
+:data:`COMMAND_OPTIONS` for a command with options of its own).
 Every file is written atomically, and every file read back is checked: a malformed, hand-edited or diverged
 file is one :class:`UserError` line, before anything uses it.
 """
@@ -27,6 +28,9 @@ from .trainer import HISTORY_COLUMNS, TrainState
 
 #: The key of ``config.json`` and ``model.npz``'s config that records a run's ``--data-dir`` (absolute), when given.
 DATA_DIR = "data_dir"
+#: The key that records the options of the training command's own that shape a run (``torch_ref.train``'s
+#: ``--device``, ``--loader``, ``--tf32``, ...), which ``--resume`` restores: an object of flag names to values.
+COMMAND_OPTIONS = "command_options"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -152,6 +153,20 @@ def test_the_textbook_script_runs_by_itself_and_imports_no_lr_from_scratch(mnist
     assert float(line.split("test accuracy ")[1].rstrip("%")) > 90
     code = "import sys, torch_ref.textbook; print(sorted(m for m in sys.modules if m.startswith('lr_from_scratch')))"
     assert run_python(code, dict(os.environ)).stdout.strip() == "[]"
+
+
+def test_the_textbook_script_reads_a_torchvision_download_as_lr_from_scratch_does(tmp_path, mnist_dir):
+    """``--data-dir`` of a torchvision download (``DIR/MNIST/raw``), which lr_from_scratch reads: the textbook
+    refused it ("cannot read MNIST"). Files in the folder itself come first, as in lr_from_scratch."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in mnist_dir.iterdir():
+        (raw / path.name).symlink_to(path)
+    assert textbook.mnist_folder(tmp_path) == raw and textbook.mnist_folder(mnist_dir) == mnist_dir
+    ours, theirs = textbook.load(textbook.mnist_folder(tmp_path), "t10k"), textbook.load(mnist_dir, "t10k")
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    (tmp_path / MNIST_FILES[0]).write_bytes(b"")  # one in the folder itself: that folder is the one read
+    assert textbook.mnist_folder(tmp_path) == tmp_path
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -373,7 +388,8 @@ def test_a_resumed_run_gives_its_backend_the_data_folder_it_recorded(tmp_path, m
 
 
 def test_tf32_on_the_cpu_says_it_changes_nothing(tmp_path, capsys):
-    assert main([*QUICK, "--device", "cpu", "--tf32", "--out", str(tmp_path / "r")]) == 0
+    with tf32_as_it_was():
+        assert main([*QUICK, "--device", "cpu", "--tf32", "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert err.startswith("note: --tf32 changes CUDA's float32 matrix products only; this run is on the cpu")
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["tf32"] is True  # as asked, and recorded
@@ -425,3 +441,76 @@ def test_cuda_graphs_take_the_steps_of_the_eager_step(mnist, dtype, atol):
     assert len(graphed._graphs.recordings) == 2
     for mine, theirs in zip(graphed.params(), eager.params(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=atol)
+
+
+@contextlib.contextmanager
+def tf32_as_it_was():
+    """TF32 off while the body runs, and as it was after (``--tf32`` sets it for the whole process)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_a_resumed_run_keeps_the_commands_own_options(tmp_path, monkeypatch, capsys):
+    """``--device``, ``--loader``, ``--tf32``, ``--compile`` and ``--cuda-graphs`` shape a run as the shared options
+    do (TF32 changes its float32 products, the loader what it measures): ``config.json`` records them, ``--resume``
+    restores them and refuses them given again. Before, a resumed run quietly took the defaults."""
+    import torch_ref.train as command
+
+    given = []
+
+    def recording(config, splits, device, loader, data_dir, compile, cuda_graphs):
+        given.append((device.type, loader, compile, cuda_graphs, torch.backends.cuda.matmul.allow_tf32))
+        return TorchBackend(config, splits, device, loader, data_dir, compile, cuda_graphs)
+
+    monkeypatch.setattr(command, "TorchBackend", recording)
+    end_epoch = RunFolder.end_epoch
+
+    def end_epoch_then_ctrl_c(self, *args):
+        end_epoch(self, *args)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "r"
+    with monkeypatch.context() as patch, tf32_as_it_was():
+        patch.setattr(RunFolder, "end_epoch", end_epoch_then_ctrl_c)
+        assert main([*QUICK, "--device", "cpu", "--loader", "dataloader", "--tf32", "--out", str(run)]) == 130
+    recorded = json.loads((run / "config.json").read_text())["command_options"]
+    assert recorded == {"device": "cpu", "loader": "dataloader", "tf32": True, "compile": False, "cuda_graphs": False}
+    capsys.readouterr()
+    for flag in (["--loader", "tensor"], ["--tf32"], ["--device", "cpu"]):
+        code = main(["--resume", str(run), *flag])
+        assert_one_line_error((code, capsys.readouterr().err), 2, f"{flag[0]} cannot be combined with --resume")
+    with tf32_as_it_was():  # off, as a new process starts
+        assert main(["--resume", str(run), "--no-progress"]) == 0
+    assert "the textbook DataLoader" in capsys.readouterr().out
+    assert given == [("cpu", "dataloader", False, False, True)] * 2
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"loader": "bogus"}, "its command option loader is 'bogus', expected one of tensor, dataloader, torchvision"),
+        ({"tf32": "yes"}, "its command option tf32 is 'yes', expected a bool"),
+        ({"threads": 4}, "unknown command option 'threads'"),
+    ],
+)
+def test_a_hand_edited_command_option_is_refused_in_one_line(tmp_path, capsys, monkeypatch, options, expected):
+    end_epoch = RunFolder.end_epoch
+
+    def end_epoch_then_ctrl_c(self, *args):
+        end_epoch(self, *args)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "r"
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFolder, "end_epoch", end_epoch_then_ctrl_c)
+        assert main([*QUICK, "--device", "cpu", "--out", str(run)]) == 130
+    saved = json.loads((run / "config.json").read_text())
+    saved["command_options"].update(options)
+    (run / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert_one_line_error((main(["--resume", str(run)]), capsys.readouterr().err), 1, expected)
+    assert (run / "checkpoint.npz").is_file()  # nothing lost: put the option back and resume

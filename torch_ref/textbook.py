@@ -61,6 +61,13 @@ def read_idx(folder: Path, name: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * data[3]).reshape(shape)
 
 
+def mnist_folder(folder: Path) -> Path:
+    """Where MNIST's files are: ``folder`` itself, or torchvision's layout below it (``folder/MNIST/raw``, what
+    ``torchvision.datasets.MNIST(folder, download=True)`` leaves), so a torchvision download is read as it is."""
+    raw = folder / "MNIST" / "raw"
+    return raw if not any(folder.glob("train-images-idx3-ubyte*")) and raw.is_dir() else folder
+
+
 def load(folder: Path, prefix: str):
     """``(images, labels)`` of one split: ``prefix`` is ``train`` or ``t10k``, as in MNIST's file names."""
     images, labels = read_idx(folder, f"{prefix}-images-idx3-ubyte"), read_idx(folder, f"{prefix}-labels-idx1-ubyte")
@@ -147,6 +154,7 @@ def main(argv=None):
     except RuntimeError:
         parser.error(f"{args.data_dir}: this machine has no user {args.data_dir.parts[0][1:]!r}; write ~/ for yours")
     try:
+        folder = mnist_folder(folder)
         train_set, test_set = MNISTDataset(*load(folder, "train")), MNISTDataset(*load(folder, "t10k"))
     except (OSError, ValueError) as exc:
         todo = f"expected MNIST's {FILES} there"

@@ -100,6 +100,7 @@ RECIPE = Recipe(
     prog="python -m torch_ref.train",
     backends=("torch",),
     add_arguments=add_arguments,
+    saved_options=("device", "loader", "tf32", "compile", "cuda_graphs"),  # --resume keeps them, as the others
     set_up=set_up,
     make_backend=build_backend,
     describe=lambda config, args: (
