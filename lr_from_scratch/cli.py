@@ -227,16 +227,18 @@ def writable_folder(path: Path, flag: str) -> Path:
     """Create ``path`` if needed and prove that a file can be written there, before any work starts.
 
     Raises a one-line :class:`UserError` naming ``flag``: the path is a file or lies under one, its name is too
-    long, the disk is full or read-only, permission is denied.
+    long, the disk is full or read-only, permission is denied. The first three are the path's own faults: given
+    as an option (``flag`` starts with ``--``), they are command-line mistakes (:class:`ConfigError`, exit 2).
     """
+    mistake = ConfigError if flag.startswith("--") else UserError
     try:
         for parent in (path, *path.parents):
             if parent.exists() and not parent.is_dir():
                 where = "is a file" if parent == path else f"lies under {parent}, which is a file"
-                raise UserError(f"{flag} {path} {where}: expected a folder; choose another")
+                raise mistake(f"{flag} {path} {where}: expected a folder; choose another")
         if path.is_symlink() and not path.exists():
-            raise UserError(f"{flag} {path} is a link to {os.readlink(path)}, which does not exist: make that folder, "
-                            "or choose another")  # fmt: skip
+            raise mistake(f"{flag} {path} is a link to {os.readlink(path)}, which does not exist: make that folder, "
+                          "or choose another")  # fmt: skip
         missing = [folder for folder in (path, *path.parents) if not folder.exists()]
         path.mkdir(parents=True, exist_ok=True)
         _MADE.extend(missing)
@@ -245,7 +247,8 @@ def writable_folder(path: Path, flag: str) -> Path:
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
-        raise UserError(f"{flag} {path}: cannot write there ({_reason(exc)}); choose another folder") from None
+        kind = mistake if exc.errno == errno.ENAMETOOLONG else UserError
+        raise kind(f"{flag} {path}: cannot write there ({_reason(exc)}); choose another folder") from None
     return path
 
 

@@ -128,7 +128,8 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, cap
                 "a name too long": "File name too long",
                 "a dangling link": f"is a link to {tmp_path / 'nowhere'}, which does not exist: make that folder, "
                                    "or choose another"}[where]  # fmt: skip
-    assert_one_line_error((code, capsys.readouterr().err), 1, f"--out {out[where]}", expected)
+    # exit 2, a command-line mistake, as for an --out that holds files of its own (a full or read-only disk: 1)
+    assert_one_line_error((code, capsys.readouterr().err), 2, f"--out {out[where]}", expected)
     assert (tmp_path / "file").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file", "link"]
 
 
@@ -646,6 +647,23 @@ def test_a_ctrl_c_while_a_command_loads_its_libraries_is_one_line(package):
     import, then a real SIGINT before NumPy and Numba load (which takes a while; Python's default: a traceback)."""
     code = f'import sys; sys.argv[0] = "-m"; import {package}, os, signal; os.kill(os.getpid(), signal.SIGINT); '
     result = subprocess.run([sys.executable, "-c", code + "import numba"], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (130, "interrupted: nothing was saved\n")
+
+
+def test_a_ctrl_c_while_the_package_loads_its_own_command_line_module_is_one_line():
+    """The first tens of milliseconds: ``lr_from_scratch.cli`` imports argparse, tempfile, shutil, ... before it
+    can install its handler. Here the SIGINT comes as it asks for argparse (a traceback before)."""
+    code = (
+        "import os, signal, sys\n"
+        "class Interrupting:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'argparse':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        "sys.argv[0] = '-m'\n"
+        "import lr_from_scratch\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (130, "interrupted: nothing was saved\n")
 
 
