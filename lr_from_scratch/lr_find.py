@@ -68,8 +68,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--start", type=float, default=1e-5, help="first learning rate (default: 1e-5)")
     parser.add_argument("--end", type=float, default=10.0, help="last learning rate (default: 10)")
     parser.add_argument("--steps", type=int, default=400, help="SGD steps (default: 400)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per SGD step (default: %(default)s)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
     add_data_and_out(parser, "runs/lr_find")
     return parser
 

@@ -41,9 +41,13 @@ def sweep(mnist, batch_sizes, epochs, backend, should_stop=lambda: False) -> lis
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lr_from_scratch.sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="16,32,64,128,256,512,1024", help="comma-separated")
+    parser.add_argument(
+        "--batch-sizes", default="16,32,64,128,256,512,1024", help="comma-separated (default: %(default)s)"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="epochs per batch size (default: 5)")
-    parser.add_argument("--backend", choices=SCRATCH_BACKENDS, default="numba")
+    parser.add_argument(
+        "--backend", choices=SCRATCH_BACKENDS, default="numba", help="as train's --backend (default: %(default)s)"
+    )
     add_data_and_out(parser, "runs/sweep")
     return parser
 

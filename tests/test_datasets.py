@@ -170,7 +170,7 @@ def test_a_dataset_of_your_own_trains_and_evaluates(tmp_path, backend):
     evaluation = run_module("lr_from_scratch.evaluate", str(tmp_path / "run"), "--no-progress")  # the run's data
     assert evaluation.returncode == 0, evaluation.stderr
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "On the 150 your IDX files test images" in report and "| 2 |" in report and "| 3 |" not in report
+    assert "On the 150 custom IDX data test images" in report and "| 2 |" in report and "| 3 |" not in report
 
 
 def test_an_interrupted_run_on_your_own_dataset_resumes_with_the_command_it_printed(tmp_path, capsys, monkeypatch):
@@ -194,7 +194,7 @@ def test_an_interrupted_run_on_your_own_dataset_resumes_with_the_command_it_prin
 
 BAD_SETS = {
     "no data folder": (None, [], 2, "the idx dataset needs --data-dir"),
-    "missing files": ("empty", [], 1, "your IDX files files missing from"),
+    "missing files": ("empty", [], 1, "custom IDX data files missing from"),
     "count mismatch": ("short-labels", [], 1, "149 test images but 150 labels"),
     "size mismatch": ("sizes", [], 1, "training images of (12, 10) pixels, test images of (10, 12)"),
     "more classes than lanes": ("twenty", [], 2, "has 20 classes; --backend numba takes at most 16"),

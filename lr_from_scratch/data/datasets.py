@@ -51,7 +51,7 @@ DATASETS = {
             "kmnist", "Kuzushiji-MNIST", KMNIST_FILES, ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
             "https://github.com/rois-codh/kmnist",
         ),
-        DatasetSpec("idx", "your IDX files", IDX_FILES, (), "your own data", image_shape=None),
+        DatasetSpec("idx", "custom IDX data", IDX_FILES, (), "your own data", image_shape=None),
     )
 }  # fmt: skip
 
@@ -135,7 +135,7 @@ def load_dataset(
     spec = DATASETS[dataset]
     root = resolve_data_dir(data_dir, dataset)
     if root.exists() and not root.is_dir():
-        raise DataError(f"data folder {root} is a file, expected a folder holding the {spec.title} IDX files")
+        raise DataError(f"data folder {root} is a file, expected a folder holding the {spec.title} files")
     missing = [f for f in spec.files if find_file(root, f) is None]
     if missing:
         if not download or not (spec.mirrors is None or spec.mirrors):
