@@ -89,7 +89,7 @@ def write_figures(results, curves, weight, images, out: Path) -> None:
     wrong = results["confident_mistakes"]
     plot_image_grid(
         images[[w["index"] for w in wrong]],
-        [f"{w['true']} as {w['predicted']} ({w['confidence']:.0%})" for w in wrong],
+        [f"{w['true']} as {w['predicted']} ({_percent(w['confidence'])})" for w in wrong],
         out / FIGURES["mistakes"],
         "most confident mistakes: true as predicted (confidence)",
     )
@@ -136,7 +136,11 @@ def _mean(values: np.ndarray) -> float | None:
 
 
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
+    """A probability as a percentage to one decimal, "n/a" for None; never "100.0%" for one below 1 (a mistake
+    made with 0.9997 is not a certain one): ">99.9%" instead, as the drawing page writes it too."""
+    if value is None:
+        return "n/a"
+    return ">99.9%" if value < 1 and f"{value:.1%}" == "100.0%" else f"{value:.1%}"
 
 
 def build_parser() -> ArgumentParser:

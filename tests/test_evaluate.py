@@ -186,3 +186,13 @@ def test_weights_near_the_float32_limit_are_drawn_without_an_overflow_warning(tm
         warnings.simplefilter("error")
         plot_image_grid(weight, ["class 0", "class 1"], tmp_path / "weights.png", "weights", cmap="RdBu_r")
     assert (tmp_path / "weights.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("probability", "shown"), [(0.9997, ">99.9%"), (1.0, "100.0%"), (0.62, "62.0%"), (0.0004, "0.0%"), (None, "n/a")]
+)
+def test_a_confidence_below_1_is_never_shown_as_100_percent(probability, shown):
+    """The most confident mistakes' captions said "(100%)" for 0.9979 to 0.9997: a mistake made with certainty."""
+    from lr_from_scratch.evaluate import _percent
+
+    assert _percent(probability) == shown

@@ -19,8 +19,10 @@
     return node;
   }
 
+  // One decimal, but never "100.0%" for a probability below 1 (evaluate.py's _percent says it the same way).
   function percent(p) {
-    return (100 * p).toFixed(1) + "%";
+    const text = (100 * p).toFixed(1) + "%";
+    return p < 1 && text === "100.0%" ? ">99.9%" : text;
   }
 
   function aDigit(d) {
@@ -139,7 +141,7 @@
         make("div", { class: "lr-demo__result" },
           make("figure", { class: "lr-demo__input" }, input, make("figcaption", {}, "the model's input, 28x28")),
           summary, bars)),
-      make("h3", {}, "The evidence for each digit: w", make("sub", {}, "k"), " ⊙ x, pixel by pixel"),
+      make("p", {}, make("strong", {}, "The evidence for each digit: w", make("sub", {}, "k"), " ⊙ x, pixel by pixel")),
       make("p", {},
         "Red pixels push towards the digit, blue ones away, on one colour scale for all ten (the strongest " +
         `${100 * SATURATED}% of pixels saturate it). z is the logit: the sum of the map, plus the bias.`),
