@@ -123,7 +123,8 @@ class Bench:
 
     def step(self) -> float:
         """One SGD step on the next batch."""
-        batch = self.batches[self._next_batch % (len(self.batches) - 1)]  # never the short last one
+        full = max(len(self.batches) - 1, 1)  # never the short last one, unless it is the epoch's only batch
+        batch = self.batches[self._next_batch % full]
         self._next_batch += 1
         with self._threads():
             return self.backend.run_steps(self._order, [batch], self.config.lr)[0]

@@ -3,6 +3,7 @@ epoch (``benchmarks/jax_peer.py``), in float64, ends where the NumPy backend end
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -42,6 +43,17 @@ def test_the_jax_peer_is_a_benchmark_implementation(mnist):
     assert bench.backend.info["compile_seconds"] > 0
     loss = bench.epoch()
     assert 0 < loss < 1 and bench.infer() > 0.85
+
+
+def test_a_timed_jax_epoch_compiles_nothing(mnist, caplog):
+    """``build`` compiles the epoch's scans; the sums of their per-step outputs (``.sum()`` in JAX) once compiled
+    a reduction for each new length inside the first timed epoch, and inside the time to 92%."""
+    import jax
+
+    bench = build("jax-cpu", mnist, 1024)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        bench.epoch()
+    assert [record.getMessage()[:80] for record in caplog.records if "ompil" in record.getMessage()] == []
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "false"), ("true", "true")])
