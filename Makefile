@@ -49,7 +49,7 @@ figures: $(VENV)/.installed $(SITE_ASSETS) browser
 	mkdir -p docs/figures/training && cp runs/docs-figures/curves.png docs/figures/training/curves.png
 	$(BIN)/python -m lr_from_scratch.lr_find --out docs/figures/training
 	$(BIN)/python -m lr_from_scratch.sweep --out docs/figures/training
-	$(BIN)/python -m benchmarks.report --no-progress
+	$(BIN)/python -m benchmarks.report --out docs --no-progress
 	$(BIN)/python -m lr_from_scratch.demo runs/docs-figures --out docs/figures/demo --no-progress
 	$(BIN)/python scripts/demo_screenshot.py
 
@@ -59,7 +59,7 @@ gpu:
 
 # The benchmarks page alone, docs/benchmarks.md (about two minutes).
 report: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.report
+	$(BIN)/python -m benchmarks.report --out docs
 
 # The site. First what the chapters take from elsewhere: the code they show (from the source) and the
 # notebooks made from them; the tests fail when either is out of date.

@@ -38,12 +38,19 @@ def pytest_terminal_summary(terminalreporter):
     write(f"{'batch':>6} " + " ".join(f"{impl:>21}" for impl in impls) + "  numba/numpy numba/torch-cpu roofline")
     for b in sorted({b for _, b in RESULTS}):
         cells = " ".join(f"{RESULTS[i, b]:>21,.0f}" if (i, b) in RESULTS else f"{'-':>21}" for i in impls)
-        numba, numpy_, torch_ = (RESULTS.get((k, b)) for k in ("numba", "numpy", "torch-cpu"))
-        ratios = f"{numba / numpy_:>11.1f}x {numba / torch_:>14.1f}x" if numba and numpy_ and torch_ else ""
-        roof = f"{numba / compute_roofline(peak):>9.0%}" if numba and peak else ""
-        write(f"{b:>6} {cells}  {ratios}{roof}")
+        write(f"{b:>6} {cells}  {_summary_ratios(b, peak)}")
     if any((i, b) not in RESULTS for i in impls for b in {b for _, b in RESULTS}):
         sizes = " and ".join(map(str, COMPILED_BATCH_SIZES))
         write(f"-: not timed at that batch size (the compiled PyTorch step only at {sizes}), or not selected")
     for key, value in EXTRA.items():
         write(f"{key}: {value:,.2f}")
+
+
+def _summary_ratios(batch_size: int, peak: float | None) -> str:
+    """The summary's last three columns at ``batch_size``: numba over numpy and over torch-cpu, and numba's dense
+    roofline fraction; each blank (its width kept) where what it needs was not timed."""
+    numba, numpy_, torch_ = (RESULTS.get((k, batch_size)) for k in ("numba", "numpy", "torch-cpu"))
+    over_numpy = f"{numba / numpy_:.1f}x" if numba and numpy_ else ""
+    over_torch = f"{numba / torch_:.1f}x" if numba and torch_ else ""
+    roof = f"{numba / compute_roofline(peak):.0%}" if numba and peak else ""
+    return f"{over_numpy:>11} {over_torch:>15} {roof:>8}"

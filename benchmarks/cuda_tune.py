@@ -6,7 +6,8 @@ the dense and grid kernels, ``SPARSE_THREADS`` for the sparse one) and the grid 
 (``CHUNK``). This measures every setting of :data:`SETTINGS` at every batch size the kernel takes: an epoch over
 the 60,000 training images, timed as the report times one (interleaved rounds, each cell's best kept). A
 setting that cannot launch (a block needing more registers than a multiprocessor has) says why in its cell.
-Writes ``<out>/cuda_tune.md`` and ``cuda_tune.json``; on Ctrl-C or SIGTERM, what it had measured by then.
+Writes ``<out>/cuda_tune.md`` and ``cuda_tune.json``; on Ctrl-C or SIGTERM, what it had measured by then, as
+``cuda_tune-interrupted.md`` and ``.json``, marked as such (never over a complete sweep's page).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lr_from_scratch.errors import ConfigError, first_line
 from lr_from_scratch.files import write_json, write_text
 
 from .impls import Bench, unavailable
+from .report import INTERRUPTED_SUFFIX
 
 #: Each kernel's settings to measure: the constants it reads at launch, and their values.
 SETTINGS = {
@@ -106,11 +108,14 @@ def _epoch_seconds(row: dict) -> float | None:
         return None
 
 
-def markdown(rows: list[dict], batch_sizes: list[int]) -> str:
+def markdown(rows: list[dict], batch_sizes: list[int], interrupted: bool = False) -> str:
     """A table per kernel: a row per setting (the one in use now marked), a column per batch size, the best
-    rate of each column in bold."""
+    rate of each column in bold; ``interrupted``: a sweep stopped before its end, which the page says."""
     modules = _modules()
     lines = ["# The CUDA kernels' launch settings", "", "Samples/s of an epoch, the best of each column in bold.", ""]
+    if interrupted:
+        lines += ["**Interrupted** before every setting was timed: a cell marked - was not, and a bold one is the",
+                  "best of those timed.", ""]  # fmt: skip
     for kernel in dict.fromkeys(r["kernel"] for r in rows):
         mine = [r for r in rows if r["kernel"] == kernel]
         sizes = [s for s in batch_sizes if any(r["batch_size"] == s for r in mine)]
@@ -166,11 +171,13 @@ def _main(argv) -> int:
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     with StopOnInterrupt() as stop:
         rows = tune(mnist, kernels, sizes, args.rounds, stop=stop)
+        interrupted = stop()
+        stem = "cuda_tune" + (INTERRUPTED_SUFFIX if interrupted else "")  # never over a complete sweep's page
         with staged_outputs(out) as stage:
-            write_text(stage / "cuda_tune.md", markdown(rows, sizes))
-            write_json(stage / "cuda_tune.json", rows)
-    print(markdown(rows, sizes))
-    stop.raise_if_stopped(f"{out}/ holds what was measured by then")
+            write_text(stage / f"{stem}.md", markdown(rows, sizes, interrupted))
+            write_json(stage / f"{stem}.json", rows)
+    print(markdown(rows, sizes, interrupted))
+    stop.raise_if_stopped(f"{out / stem}.md and .json hold what was measured by then")
     return 0
 
 

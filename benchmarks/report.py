@@ -16,6 +16,7 @@ import platform
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -89,8 +90,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch-sizes", help="comma-separated (default: 64,256,1024,8192)")
     parser.add_argument("--impls", help=f"comma-separated, of {','.join(IMPLEMENTATIONS)} (default: all)")
     parser.add_argument(
-        "--out", type=path_arg, default=Path("docs"), metavar="DIR", help="folder for the page, figure and JSON"
-    )
+        "--out", type=path_arg, default=Path("runs/benchmarks"), metavar="DIR",
+        help="folder for the page, figure and JSON (default: runs/benchmarks; make report: docs, where the page "
+        "benchmarks also rewrites the figures README.md and the docs quote)",
+    )  # fmt: skip
     parser.add_argument("--name", default="benchmarks", help="file name stem (e.g. benchmarks-gpu)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the time-to-92%% runs")
     parser.add_argument("--no-progress", action="store_true")
@@ -196,6 +199,7 @@ def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
     on; one that ``stop()`` left untimed is listed as not measured, and ``result["interrupted"]`` says where
     the run stopped."""
     sizes, progress, failed = opts["sizes"], bars_shown(not opts["args"].no_progress), {}
+    tracebacks = result.setdefault("tracebacks", {})  # each failure's whole story, for the JSON
     cells = [(impl, size) for size in sizes for impl in impls]  # the smallest batch first, every implementation
     benches = {}
     best = {cell: float("inf") for cell in cells}
@@ -208,14 +212,14 @@ def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
                 # each cell compiled and warmed up as the first round reaches it: a run stopped while the later ones
                 # compile (a GPU's torch.compile and JAX take seconds each) keeps the epochs timed by then
                 if impl not in failed and (impl, size) not in benches and not stop():
-                    benches[impl, size] = _attempt(failed, impl, build, impl, mnist, size)
+                    benches[impl, size] = _attempt(failed, tracebacks, impl, build, impl, mnist, size)
                 if impl not in failed and (impl, size) in benches and not stop():
-                    seconds = _attempt(failed, impl, _settled_seconds, benches[impl, size].epoch)
+                    seconds = _attempt(failed, tracebacks, impl, _settled_seconds, benches[impl, size].epoch)
                     best[impl, size] = min(best[impl, size], seconds or best[impl, size])
                 bar.update()
             for impl in impls:
                 if impl not in failed and (impl, sizes[-1]) in benches and not stop():
-                    seconds = _attempt(failed, impl, _settled_seconds, benches[impl, sizes[-1]].infer)
+                    seconds = _attempt(failed, tracebacks, impl, _settled_seconds, benches[impl, sizes[-1]].infer)
                     inference[impl] = min(inference[impl], seconds or inference[impl])
                 bar.update()
             rounds_done += not stop()  # a signal in the round's last measurement costs the round its count
@@ -230,10 +234,10 @@ def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
         result["time_to_92"] = {}
         for impl in tqdm([i for i in measured if i not in SPEED_ONLY], desc=f"time to {TARGET}", disable=not progress):
             if not stop():
-                reached = _attempt(failed, impl, time_to_accuracy, mnist, impl, TARGET_ACCURACY, stop)
+                reached = _attempt(failed, tracebacks, impl, time_to_accuracy, mnist, impl, TARGET_ACCURACY, stop)
                 if reached is not None:
                     result["time_to_92"][impl] = reached
-        reached = _attempt(failed, SKLEARN, sklearn_time_to_accuracy, mnist, TARGET_ACCURACY, stop)
+        reached = _attempt(failed, tracebacks, SKLEARN, sklearn_time_to_accuracy, mnist, TARGET_ACCURACY, stop)
         if reached is not None:
             result["time_to_92"][SKLEARN] = reached
     if stop():
@@ -243,13 +247,15 @@ def measure(result: dict, opts: dict, impls: list[str], mnist, stop) -> None:
     result["skipped"].update(failed, **{i: NOT_MEASURED for i in unmeasured})
 
 
-def _attempt(failed: dict[str, str], impl: str, fn, *args):
-    """``fn(*args)`` for implementation ``impl``; if it raises, None, with why noted in ``failed[impl]``. The
-    report goes on without ``impl``: a first run on a new GPU keeps the page of everything that worked."""
+def _attempt(failed: dict[str, str], tracebacks: dict[str, str], impl: str, fn, *args):
+    """``fn(*args)`` for implementation ``impl``; if it raises, None, with why noted in ``failed[impl]`` (a line)
+    and ``tracebacks[impl]`` (the traceback). The report goes on without ``impl``: a first run on a new GPU keeps
+    the page of everything that worked."""
     try:
         return fn(*args)
     except Exception as exc:
         failed[impl] = FAILED + first_line(exc)
+        tracebacks[impl] = traceback.format_exc()
         return None
 
 
@@ -260,7 +266,7 @@ def _settled_seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def markdown(result: dict, name: str, command: str) -> str:
+def markdown(result: dict, name: str) -> str:
     rates = result["epoch_samples_per_second"]
     sizes = [str(s) for s in result["batch_sizes"]]
     peak, roof = result["peak_gflops"], compute_roofline(result["peak_gflops"])
@@ -268,9 +274,10 @@ def markdown(result: dict, name: str, command: str) -> str:
     lines = [
         f"# 8. Benchmarks{' on ' + m['gpu'] if m.get('gpu') else ''}",
         "",
-        f"Generated by `{command}` on {time.strftime('%Y-%m-%d')}. Every figure below comes from that one run:",
+        f"Generated by `{result['command']}` on {result['date']}. Every figure below comes from that one run:",
         "each implementation trained one epoch over the 60,000 MNIST training images per batch size, interleaved",
-        f"round by round ({result['rounds']} rounds, best epoch kept), each measurement after {SETTLE_S} s of quiet",
+        f"round by round ({result['rounds']} rounds, best epoch kept), each measurement after {result['settle_s']} s "
+        "of quiet",
         "(BLAS and OpenMP threads of the previous implementation spin for a while after their work).",
         *_interrupted_lines(result),
         "",
@@ -491,6 +498,7 @@ def _main(argv) -> int:
     out, name = opts["out"], opts["args"].name
     command = "python -m benchmarks.report " + " ".join(argv if argv is not None else sys.argv[1:])
     result, mnist, impls = limits(opts)
+    result.update(command=command.strip(), date=time.strftime("%Y-%m-%d"), settle_s=SETTLE_S)  # what ran, when
     with StopOnInterrupt() as stop:  # from here on, Ctrl-C or SIGTERM (a time limit) stops the measuring only
         measure(result, opts, impls, mnist, stop)
         if "interrupted" in result and not result["epoch_samples_per_second"]:
@@ -500,7 +508,7 @@ def _main(argv) -> int:
         with staged_outputs(out) as stage:
             write_json(stage / f"{name}.json", result)
             write_bytes(stage / f"{name}.png", figure(result))
-            write_text(stage / f"{name}.md", markdown(result, name, command.strip()))
+            write_text(stage / f"{name}.md", markdown(result, name))
     if "interrupted" in result:
         raise Interrupted(
             stop.signum,
@@ -510,11 +518,10 @@ def _main(argv) -> int:
     print(f"wrote {out / name}.md, .png and .json")
     failed = {impl: why for impl, why in result["skipped"].items() if why.startswith(FAILED)}
     if failed:
-        rerun = [impl for impl in failed if impl != SKLEARN] or ["numba"]  # every report's time to 92% fits it
         raise UserError(
             f"{len(failed)} implementation(s) failed and are listed as skipped on the page: "
             + "; ".join(f"{impl} ({why.removeprefix(FAILED)})" for impl, why in failed.items())
-            + f"; run python -m benchmarks.report --impls {','.join(rerun)} --rounds 1 to see why"
+            + f'; their tracebacks are under "tracebacks" in {out / name}.json'
         )
     if out.resolve() == (REPO / "docs").resolve() and name == "benchmarks":
         measured, default = set(result["epoch_samples_per_second"]), TrainConfig().batch_size

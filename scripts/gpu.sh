@@ -19,7 +19,9 @@ export PYTHONPATH=. LR_FROM_SCRATCH_DATA="$DATA" LR_FROM_SCRATCH_MNIST_MIRRORS="
 check='
 import sys
 try:
-    from numba import cuda
+    from numba import config, cuda
+    if config.ENABLE_CUDASIM:
+        sys.exit("NUMBA_ENABLE_CUDASIM=1 runs the CUDA kernels in the Numba simulator, not on a GPU (unset it)")
     if not cuda.is_available():
         sys.exit("Numba sees no CUDA GPU here")
 

@@ -9,6 +9,7 @@ the last place of the momentum buffers, which reach a few units).
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 
 import numpy as np
@@ -573,6 +574,30 @@ def test_a_tuning_sweep_stopped_keeps_what_it_timed(mnist, monkeypatch):
     assert len(epochs) == 3
     assert rows[0]["samples_per_second"] > 0 and "samples_per_second" not in rows[1] and "error" not in rows[1]
     assert "| THREADS 16 | - |" in cuda_tune.markdown(rows, [3])
+
+
+def test_a_tuning_sweep_stopped_writes_a_page_marked_interrupted_beside_the_complete_one(tmp_path, monkeypatch):
+    """``python -m benchmarks.cuda_tune`` stopped by a real SIGINT: what it timed goes to cuda_tune-interrupted.md
+    and .json, marked, and a complete sweep's page already there is left alone."""
+    import os
+    import signal
+
+    from benchmarks import cuda_tune
+
+    def stopped_after_one(mnist, kernels, sizes, rounds, stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop()
+        return [{"kernel": "dense", "setting": {"THREADS": 16}, "batch_size": 64, "samples_per_second": 1e6},
+                {"kernel": "dense", "setting": {"THREADS": 8}, "batch_size": 64}]  # fmt: skip
+
+    monkeypatch.setattr(cuda_tune, "tune", stopped_after_one)
+    monkeypatch.setattr(cuda_tune, "unavailable", lambda impl: None)  # the simulator is no GPU to time
+    (tmp_path / "cuda_tune.md").write_text("a complete sweep")
+    assert cuda_tune.main(["--kernels", "dense", "--batch-sizes", "64", "--out", str(tmp_path), "--no-progress"]) == 130
+    assert (tmp_path / "cuda_tune.md").read_text() == "a complete sweep"
+    page = (tmp_path / "cuda_tune-interrupted.md").read_text()
+    assert "\n\n**Interrupted** before every setting was timed" in page and "| THREADS 8 | - |" in page
+    assert len(json.loads((tmp_path / "cuda_tune-interrupted.json").read_text())) == 2
 
 
 def test_training_says_the_cuda_kernels_compiled_or_that_the_simulator_needs_none(mnist, capsys):

@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from benchmarks.report import INTERRUPTED_SUFFIX, NOT_MEASURED, main
 
-from .conftest import assert_one_line_error
+from .conftest import REPO, assert_one_line_error
 
 FAST = ["--quick", "--rounds", "1", "--batch-sizes", "512", "--no-progress"]
 
@@ -33,6 +34,9 @@ def test_report_writes_page_figure_and_json(tmp_path, capsys):
     assert result["skipped"] == ({} if has_cuda else {"torch-cuda": "no CUDA device"})
     assert result["peak_gflops"] > 0 and result["memory_gbs"] > 0
     assert all(rate > 0 for row in result["epoch_samples_per_second"].values() for rate in row.values())
+    # what ran, and when, in the JSON too: two runs' JSON files compare without their pages
+    assert result["command"].startswith("python -m benchmarks.report --quick --rounds 1 --batch-sizes 512 ")
+    assert result["date"] == time.strftime("%Y-%m-%d") and result["settle_s"] > 0
     page = (tmp_path / "r.md").read_text()
     assert "| numba |" in page and "| numpy |" in page and "batch 512" in page
     assert "python -m benchmarks.report --quick" in page and "![samples/s against batch size](r.png)" in page
@@ -251,10 +255,14 @@ def test_an_implementation_that_fails_is_listed_and_the_page_of_the_others_is_ke
     line = assert_one_line_error(
         (code, capsys.readouterr().err), 1, "2 implementation(s) failed and are listed as skipped on the page",
         "numpy (RuntimeError: CUDA error: an illegal memory access was encountered)",
-        "numba-naive (ZeroDivisionError: division by zero)", "--impls numpy,numba-naive --rounds 1",
+        "numba-naive (ZeroDivisionError: division by zero)",
+        f'their tracebacks are under "tracebacks" in {tmp_path / "benchmarks"}.json',
     )  # fmt: skip
     assert "more detail" not in line
     result = json.loads((tmp_path / "benchmarks.json").read_text())
+    # the whole story of each failure, where the line said (a rerun of the same report only repeats the line)
+    assert set(result["tracebacks"]) == {"numpy", "numba-naive"}
+    assert "more detail" in result["tracebacks"]["numpy"] and "1 / 0" in result["tracebacks"]["numba-naive"]
     assert set(result["epoch_samples_per_second"]) == set(result["inference_samples_per_second"]) == {"numba"}
     assert result["skipped"]["numba-naive"] == "failed: ZeroDivisionError: division by zero"
     assert "numpy (failed: RuntimeError: CUDA error" in (tmp_path / "benchmarks.md").read_text()
@@ -262,7 +270,7 @@ def test_an_implementation_that_fails_is_listed_and_the_page_of_the_others_is_ke
 
 def test_a_scikit_learn_that_fails_keeps_the_page_and_the_times_to_92(tmp_path, capsys, monkeypatch):
     """scikit-learn's fit comes last, after every timing round: a machine without it (or with one that breaks)
-    must not cost the page. It is listed as failed, and the rerun hint names an implementation that exists."""
+    must not cost the page. It is listed as failed, its traceback kept in the JSON."""
     import benchmarks.report
 
     def sklearn_time_to_accuracy(*args):
@@ -272,9 +280,10 @@ def test_a_scikit_learn_that_fails_keeps_the_page_and_the_times_to_92(tmp_path, 
     code = main([*FAST, "--impls", "numba", "--out", str(tmp_path)])
     assert_one_line_error(
         (code, capsys.readouterr().err), 1, "1 implementation(s) failed",
-        "scikit-learn (ModuleNotFoundError: No module named 'sklearn')", "--impls numba --rounds 1",
+        "scikit-learn (ModuleNotFoundError: No module named 'sklearn')", 'their tracebacks are under "tracebacks"',
     )  # fmt: skip
     result = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert "ModuleNotFoundError: No module named 'sklearn'" in result["tracebacks"]["scikit-learn"]
     assert set(result["time_to_92"]) == {"numba"} and result["time_to_92"]["numba"]["seconds"] > 0
     assert "scikit-learn (failed: ModuleNotFoundError" in (tmp_path / "benchmarks.md").read_text()
 
@@ -423,6 +432,15 @@ def _gpu_machine(tmp_path: Path, otherwise: str, grid_unavailable: str = "") -> 
     return {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "OUT": str(out)}, out
 
 
+def test_a_trial_run_writes_its_page_under_runs_not_over_the_docs(tmp_path, monkeypatch):
+    """The default --out: a report run to try an option (``--quick``, as the page's exercise asks) once replaced
+    docs/benchmarks.md and the figures README.md quotes; only ``--out docs`` (``make report``) writes there."""
+    from benchmarks.report import parse
+
+    monkeypatch.chdir(tmp_path)
+    assert parse(["--impls", "numpy"])["out"] == Path("runs/benchmarks") and (tmp_path / "runs/benchmarks").is_dir()
+
+
 @pytest.mark.parametrize(
     ("args", "data", "report_args"),
     [
@@ -451,6 +469,23 @@ def test_gpu_script_says_first_when_the_grid_kernel_cannot_run_here(tmp_path, wh
     assert run.returncode == 0, run.stderr
     warning = f"warning: the CUDA grid kernel cannot run here ({why}): its tests will fail and the report will skip"
     assert run.stderr == (f"{warning} cuda-grid\n" if why else "")
+
+
+@pytest.mark.parametrize(
+    ("simulated", "expected"),
+    [
+        ("0", "error: Numba sees no CUDA GPU here: run scripts/gpu.sh on a GPU machine with numba-cuda"),
+        # the simulator is a GPU to Numba: the tests passed in it, and a page without a GPU was written, exit 0
+        ("1", "error: NUMBA_ENABLE_CUDASIM=1 runs the CUDA kernels in the Numba simulator, not on a GPU (unset it): "
+              "run scripts/gpu.sh on a GPU machine with numba-cuda"),
+    ],
+)  # fmt: skip
+def test_gpu_script_without_a_gpu_is_one_line_before_anything_runs(simulated, expected):
+    """This machine's own Python (no GPU) as ``python3``: the script stops at its check, with exit 2."""
+    bin_ = Path(sys.executable).parent  # the virtual environment's, whose python3 has numba
+    env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "NUMBA_ENABLE_CUDASIM": simulated}
+    run = subprocess.run([REPO / "scripts" / "gpu.sh"], env=env, capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stderr, run.stdout) == (2, expected + "\n", "")
 
 
 def test_gpu_script_keeps_the_page_of_a_report_that_runs_out_of_time(tmp_path, mnist, mnist_dir):
@@ -518,6 +553,23 @@ def test_the_benchmark_summary_names_the_implementations_whatever_batch_sizes_ra
     assert row.split()[:3] == ["8192", "600,000", "2,500,000"]
 
 
+def test_the_benchmark_summary_puts_each_ratio_under_its_own_heading(monkeypatch):
+    """numba and numpy timed, not torch-cpu: numba/numpy is known, so it is shown, under its heading; the roofline
+    under its own (it once stood under numba/numpy, and both ratios were blank without all three)."""
+    from types import SimpleNamespace
+
+    import benchmarks.conftest as suite
+
+    monkeypatch.setattr(suite, "RESULTS", {("numba", 1024): 1_363_830.0, ("numpy", 1024): 729_816.0})
+    monkeypatch.setattr(suite, "EXTRA", {"peak float32 GFLOP/s": 173.0})
+    lines = []
+    suite.pytest_terminal_summary(SimpleNamespace(write_line=lines.append))
+    header, row = lines[2], lines[3]
+    ends = {name: header.index(name) + len(name) for name in ("numba/numpy", "numba/torch-cpu", "roofline")}
+    assert row[: ends["numba/numpy"]].endswith(" 1.9x") and row[: ends["numba/torch-cpu"]].endswith(" " * 15)
+    assert re.fullmatch(r"\d+%", row[: ends["roofline"]].split()[-1]) and len(row) == ends["roofline"]
+
+
 def test_the_benchmark_summary_marks_a_cell_not_timed_and_says_why(monkeypatch):
     """The compiled PyTorch step is timed at two batch sizes only: its other cells are "-", explained below the
     table, not "nan"."""
@@ -532,3 +584,26 @@ def test_the_benchmark_summary_marks_a_cell_not_timed_and_says_why(monkeypatch):
     suite.pytest_terminal_summary(SimpleNamespace(write_line=lines.append))
     assert lines[4].split()[:3] == ["256", "2,000,000", "-"] and "nan" not in "\n".join(lines)
     assert lines[5].startswith("-: not timed at that batch size (the compiled PyTorch step only at 64 and 1024)")
+
+
+def test_a_batch_as_large_as_the_training_set_is_measured(mnist):
+    """One batch an epoch: the warm-up step once took the full batches modulo their count, 0 (ZeroDivisionError),
+    and every implementation failed."""
+    import numpy as np
+
+    from benchmarks.impls import build
+
+    bench = build("numba", mnist, len(mnist.train_labels))
+    assert len(bench.batches) == 1 and np.isfinite(bench.step()) and 0 < bench.epoch() < 3
+
+
+def test_the_readme_names_the_batch_sizes_the_benchmark_suite_times():
+    from benchmarks.conftest import COMPILED_BATCH_SIZES
+    from benchmarks.test_training_speed import BATCH_SIZES
+
+    def listed(sizes):
+        return ", ".join(map(str, sizes[:-1])) + f" and {sizes[-1]}"
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    compiled = listed(COMPILED_BATCH_SIZES)
+    assert f"every implementation at batch {listed(BATCH_SIZES)} (`torch.compile`d steps at {compiled} only" in readme
