@@ -8,8 +8,9 @@ __version__ = "0.1.0"
 
 
 def _stop_while_loading(signum, frame) -> None:
-    """Ctrl-C or SIGTERM while ``.cli`` itself loads: one line, as :func:`.cli.starting_command`'s handler says
-    it, with nothing but the modules every Python has loaded by now."""
+    """Ctrl-C or SIGTERM before :func:`.cli.run_cli` takes over (while this package, NumPy, Numba or torch load):
+    one line, at once (an exception raised inside a library's import can be caught there), with nothing but the
+    modules every Python has loaded by then. Nothing has started, so nothing is lost."""
     try:  # noqa: SIM105  (contextlib.suppress: one more module to load first)
         os.write(2, b"interrupted: nothing was saved\n")
     except OSError:  # no stderr: the exit status says it

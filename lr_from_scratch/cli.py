@@ -152,7 +152,8 @@ def starting_command() -> None:
     - ``MPLBACKEND`` is set to ``agg``: the commands draw their figures into files, and a backend matplotlib
       does not know (or one that needs a display) would stop a run at its end, when it draws its curves.
     - Until :func:`run_cli` takes over, Ctrl-C or SIGTERM ends the command with one line, not with Python's
-      traceback of whatever library was loading (NumPy, Numba and torch take a while).
+      traceback of whatever library was loading (NumPy, Numba and torch take a while): the package's own
+      handler, which it installs before it imports this module (``lr_from_scratch/__init__.py``).
     """
     if sys.argv[:1] != ["-m"]:
         return
@@ -172,12 +173,6 @@ def starting_command() -> None:
         print(f"note: NUMBA_NUM_THREADS is {threads}, more than the {cores} cores this process may use: the "
               f"threads take turns and the numba backend slows down; unset it, or set at most {cores}",
               file=sys.stderr)  # fmt: skip
-
-    def stop(signum, frame) -> None:  # at once: an exception raised inside a library's import can be caught there
-        print("interrupted: nothing was saved", file=sys.stderr, flush=True)
-        os._exit(128 + signum)  # nothing started yet, so nothing to save or clean up
-
-    _handle_signals(stop)
 
 
 def _handle_signals(handler) -> None:
