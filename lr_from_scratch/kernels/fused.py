@@ -106,7 +106,7 @@ def _accumulate(indptr, indices, values, order, lo, hi, Wt, const, a, inv_batch,
 def _shared(Wt, n_blocks, n_steps):
     """What a training call's workers share, zeroed: per block, a partial gradient ``dW`` (T, D, 16) and ``db``
     (T, 16), column sums (T, 16), loss and correct sums (T,); a claim counter per task (2 S T,): task 2 s T + t
-    is step s's block t, + T its share of the rows;; the count of finished tasks, on a cache line of its own.
+    is step s's block t, + T its share of the rows; the count of finished tasks, on a cache line of its own.
     Allocated outside the kernel compiled with ``parallel=True``, where every ``np.zeros`` would become a
     threaded loop of its own, compiled for seconds and run with a fork-join."""
     return (np.zeros((n_blocks,) + Wt.shape, dtype=Wt.dtype), np.zeros((n_blocks, LANES), dtype=Wt.dtype),
